@@ -1,0 +1,31 @@
+//! The `fortros-agent` subcommands.
+//!
+//! Exit codes, the same for every subcommand:
+//! - 0: done;
+//! - 1: an operational failure (I/O, device, peer) — one line on stderr;
+//! - 2: unusable input (bad arguments, a file that is not what it should be)
+//!   — one line on stderr naming the offset and the structure.
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code for an operational failure.
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code for unusable input.
+pub const EXIT_BAD_INPUT: i32 = 2;
+
+#[derive(Debug, Parser)]
+#[command(name = "fortros-agent", version, about = "FortrOS preboot enrollment agent")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {}
+
+/// Runs one parsed command line and returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {}
+}

@@ -1,0 +1,3 @@
+//! The node's hardware: flash, MEI, TPM, MSR. Each part sits behind a small
+//! trait so the logic above it runs on files and emulators as well as on
+//! real machines.

@@ -1,2 +1,7 @@
 //! Pure parsing and transforms of Intel SPI flash images: bytes in, typed
 //! values or new bytes out. No I/O, no panics on hostile input.
+//!
+//! - [`me`]: the ME region (FPT, manifests, `$CPD`, IFWI/BPDT), its family,
+//!   version and state.
+
+pub mod me;

@@ -1,0 +1,1 @@
+//! SPI flash access: MTD, flashrom and image files, behind one trait; safe writes.

@@ -1,0 +1,1 @@
+//! Builders of synthetic flash images (descriptor, ME region) that tests construct themselves.

@@ -303,6 +303,7 @@ fn ifwi_layout(region: &[u8], table: LayoutTable) -> Result<Walk<'_>, MeError> {
     if table.crc_ok == Some(false) {
         w.damage("CSE layout table 1.7 CRC-32 mismatch", 0x14);
     }
+    check_no_overlap(&mut w, &table);
     if let Some((off, size)) = table.data {
         w.partitions
             .push(layout_partition(region, "data", off, size));
@@ -330,6 +331,29 @@ fn ifwi_layout(region: &[u8], table: LayoutTable) -> Result<Walk<'_>, MeError> {
         w.damage("no FTPR sub-partition in any boot partition", 0);
     }
     Ok(w)
+}
+
+/// The layout table's partitions share one flash range: they must not
+/// overlap (unlike `$FPT` entries, where stock images nest containers).
+fn check_no_overlap(w: &mut Walk<'_>, table: &LayoutTable) {
+    let spans: Vec<(u64, u64)> = table
+        .data
+        .iter()
+        .copied()
+        .chain(table.boot.iter().map(|&(_, o, s)| (o, s)))
+        .collect();
+    let overlaps = |a: &(u64, u64), b: &(u64, u64)| {
+        a.0 < b.0.saturating_add(b.1) && b.0 < a.0.saturating_add(a.1)
+    };
+    for (i, a) in spans.iter().enumerate() {
+        if let Some(b) = spans.iter().skip(i + 1).find(|b| overlaps(a, b)) {
+            let what = format!(
+                "CSE layout table: partitions [{:#x}, +{:#x}) and [{:#x}, +{:#x}) overlap",
+                a.0, a.1, b.0, b.1
+            );
+            w.damage(what, 0x10);
+        }
+    }
 }
 
 fn layout_partition(region: &[u8], name: &str, offset: u64, length: u64) -> Partition {

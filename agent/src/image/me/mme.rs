@@ -92,11 +92,10 @@ pub(crate) fn parse(
                 ),
                 _ => {
                     let len = u64::from(m.compressed);
-                    (
-                        Some(m.data_offset),
-                        len,
-                        !is_erased(clipped(region, m.data_offset, len)),
-                    )
+                    (Some(m.data_offset), len, {
+                        let data = clipped(region, m.data_offset, len);
+                        !data.is_empty() && !is_erased(data)
+                    })
                 }
             };
             Module {

@@ -32,6 +32,8 @@ struct Walk<'a> {
     ftpr: Option<(u64, Presence)>,
     /// The first damage met: what and where.
     damage: Option<(String, u64)>,
+    /// A `$CPD` whose checksum8 does not match: partition name, offset.
+    cpd_checksum_bad: Option<(String, u64)>,
 }
 
 impl<'a> Walk<'a> {
@@ -48,6 +50,7 @@ impl<'a> Walk<'a> {
             mme_header_size: None,
             ftpr: None,
             damage: None,
+            cpd_checksum_bad: None,
         }
     }
 
@@ -199,17 +202,10 @@ fn code_partition(w: &mut Walk<'_>, offset: u64, length: u64) {
         Ok(d) => d,
         Err(e) => return w.damage_err(&e),
     };
-    if !dir.checksum_ok {
-        // CSSPS uses a checksum rule nobody has documented: only flag the
-        // mismatch once the family is known not to be CSSPS (in `finish`).
-        w.modules.push(Module {
-            partition: dir.partition_name.clone(),
-            name: "$CPD".into(),
-            offset: Some(dir.offset),
-            length: 0,
-            compression: Compression::Unknown,
-            present: false,
-        });
+    if !dir.checksum_ok && w.cpd_checksum_bad.is_none() {
+        // CSSPS uses a checksum rule nobody has documented: the mismatch is
+        // damage only once the family is known not to be CSSPS (`finish`).
+        w.cpd_checksum_bad = Some((dir.partition_name.clone(), dir.offset));
     }
     let main_manifest = format!("{}.man", dir.partition_name);
     // The partition's own manifest first, then any other (e.g. FTPR2.man).
@@ -428,15 +424,9 @@ fn finish(mut w: Walk<'_>) -> MeRegion {
             s.platform = Some(if (s.raw >> 10) & 3 == 1 { "LP" } else { "H" });
         }
     }
-    // A `$CPD` checksum mismatch was parked as a pseudo-module; it is damage
-    // unless the firmware is CSSPS (whose rule differs).
-    if let Some(i) = w.modules.iter().position(|m| m.name == "$CPD") {
-        let m = w.modules.remove(i);
+    if let Some((name, offset)) = w.cpd_checksum_bad.take() {
         if family != Some(Family::Cssps) {
-            w.damage(
-                format!("{} $CPD checksum8 mismatch", m.partition),
-                m.offset.unwrap_or(0),
-            );
+            w.damage(format!("{name} $CPD checksum mismatch"), offset);
         }
     }
     let state = state(&w);

@@ -176,6 +176,20 @@ fn one_erased_module_alone_does_not_make_a_region_cleaned() {
 }
 
 #[test]
+fn fpt_with_only_code_partitions_is_an_update_image_not_stock() {
+    let mut b = synth::gen3_stock().bytes;
+    let mfs_entry = 0x10 + 0x20 + 0x20;
+    b[mfs_entry + 0x1F] = 0xFF; // MFS entry invalid: FTPR and NFTP remain
+    synth::refresh_fpt_checksum(&mut b, 0x10);
+    let r = parse(&b);
+    assert!(
+        matches!(&r.state, RegionState::Unknown { why } if why.contains("update")),
+        "{:?}",
+        r.state
+    );
+}
+
+#[test]
 fn ifwi16_region_reads_as_built() {
     let s = synth::ifwi16();
     let r = parse(&s.bytes);
@@ -521,5 +535,28 @@ fn every_prefix_of_every_layout_parses_or_errs_without_panic() {
         for cut in (0..s.bytes.len()).step_by(0x80) {
             let _ = parse_me_region(&s.bytes[..cut]);
         }
+    }
+}
+
+/// Writes the synthetic regions as fuzz seeds into `$FORTROS_FUZZ_SEEDS`
+/// (see docs/me-region.md): `cargo test -p fortros-agent write_fuzz_seeds -- --ignored`.
+#[test]
+#[ignore = "writes fuzz seeds; run by hand"]
+fn write_fuzz_seeds() {
+    let Some(dir) = std::env::var_os("FORTROS_FUZZ_SEEDS") else {
+        panic!("set FORTROS_FUZZ_SEEDS to the seed folder");
+    };
+    let dir = std::path::PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let all = [
+        ("gen2", synth::gen2_stock()),
+        ("gen2_cleaned", synth::gen2_cleaned(true, true)),
+        ("gen3", synth::gen3_stock()),
+        ("ifwi16", synth::ifwi16()),
+        ("ifwi17", synth::ifwi17()),
+        ("bpdt", synth::glk_bpdt()),
+    ];
+    for (name, s) in all {
+        std::fs::write(dir.join(name), &s.bytes).unwrap();
     }
 }

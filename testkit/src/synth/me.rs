@@ -414,6 +414,17 @@ pub fn gen2_stock() -> SynthMe {
 
 /// Gen 2 with FTPR at `ftpr` in a region of `size` bytes.
 pub fn gen2(ftpr: usize, size: usize, modules: &[&str]) -> SynthMe {
+    gen2_huffman(ftpr, size, modules, &[])
+}
+
+/// Huffman chunk size and the module address space base of [`gen2_huffman`].
+pub const HUFFMAN_CHUNK: usize = 0x400;
+const HUFFMAN_BASE: u32 = 0x2000_0000;
+
+/// Gen 2 where the modules named in `huffman` are Huffman-compressed: their
+/// headers point at one shared LLUT, whose chunk table gives 3 chunks (0x40
+/// bytes of data each) to each of them; the other modules are LZMA.
+pub fn gen2_huffman(ftpr: usize, size: usize, modules: &[&str], huffman: &[&str]) -> SynthMe {
     let mut buf = vec![0xFFu8; size];
     // Manifest body: partition name (0xC) + module headers; data after.
     let header_len = 0x80 + 0x100 + 4 + 0x100;
@@ -432,9 +443,45 @@ pub fn gen2(ftpr: usize, size: usize, modules: &[&str]) -> SynthMe {
         body[h + 0x38..h + 0x3C].copy_from_slice(&le32(data_at as u32));
         body[h + 0x3C..h + 0x40].copy_from_slice(&le32(data.len() as u32));
         body[h + 0x40..h + 0x44].copy_from_slice(&le32(data.len() as u32));
+        if huffman.contains(name) {
+            body[h + 0x3C..h + 0x40].copy_from_slice(&le32(2 * HUFFMAN_CHUNK as u32));
+            body[h + 0x50..h + 0x54].copy_from_slice(&le32(1 << 4));
+            continue; // data offset: the LLUT, patched below
+        }
         body[h + 0x50..h + 0x54].copy_from_slice(&le32(2 << 4)); // LZMA
         datas.push((data_at, data.clone()));
         data_at = (data_at + data.len()).div_ceil(0x40) * 0x40;
+    }
+    if !huffman.is_empty() {
+        let llut_at = data_at;
+        let count = 64 * modules.len();
+        let mut llut = vec![0u8; 0x40 + 4 * count];
+        llut[0..4].copy_from_slice(b"LLUT");
+        llut[4..8].copy_from_slice(&le32(count as u32));
+        llut[8..12].copy_from_slice(&le32(HUFFMAN_BASE - 0x1000_0000));
+        llut[0x30..0x34].copy_from_slice(&le32(HUFFMAN_CHUNK as u32));
+        let mut chunk_at = (llut_at + llut.len()).div_ceil(0x40) * 0x40;
+        let stream_start = ftpr + chunk_at;
+        for i in 0..count {
+            llut[0x40 + 4 * i..0x44 + 4 * i].copy_from_slice(&le32(0x8000_0000));
+        }
+        for (i, name) in modules.iter().enumerate() {
+            if !huffman.contains(name) {
+                continue;
+            }
+            let h = 0xC + 0x60 * i;
+            body[h + 0x38..h + 0x3C].copy_from_slice(&le32(llut_at as u32));
+            for c in 0..3 {
+                let slot = 0x40 + 4 * (64 * i + c);
+                llut[slot..slot + 4].copy_from_slice(&le32((ftpr + chunk_at) as u32));
+                datas.push((chunk_at, filler(0x40, 0x40 + i as u8)));
+                chunk_at += 0x40;
+            }
+        }
+        llut[0x10..0x14].copy_from_slice(&le32((ftpr + chunk_at - stream_start) as u32));
+        llut[0x14..0x18].copy_from_slice(&le32(stream_start as u32));
+        datas.push((llut_at, llut));
+        data_at = chunk_at;
     }
     let spec = ManifestSpec {
         version: [8, 1, 65, 1586],

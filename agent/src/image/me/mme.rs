@@ -187,7 +187,9 @@ impl Llut {
             return false;
         };
         let first = rel / self.chunk_size;
-        let last = first + u64::from(m.uncompressed) / self.chunk_size;
+        // Bounded by the table: a hostile size must not make this loop long.
+        let last =
+            (first + u64::from(m.uncompressed) / self.chunk_size).min(self.chunks.len() as u64);
         let mut owned = (first..=last)
             .filter_map(|i| {
                 usize::try_from(i)

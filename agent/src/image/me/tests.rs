@@ -115,6 +115,36 @@ fn gen2_cleaned_in_place_is_neither_relocated_nor_truncated() {
 }
 
 #[test]
+fn gen2_huffman_modules_are_judged_by_their_llut_chunks() {
+    let huff = ["BUP", "KERNEL", "POLICY"];
+    let s = synth::gen2_huffman(0x10000, 0x40000, synth::GEN2_MODULES, &huff);
+    let r = parse(&s.bytes);
+    assert_eq!(r.state, RegionState::Stock);
+    for m in r.modules.iter().filter(|m| huff.contains(&m.name.as_str())) {
+        assert_eq!(
+            (m.compression, m.offset, m.present),
+            (Compression::Huffman, None, true),
+            "{}",
+            m.name
+        );
+    }
+    // Erase the chunks of KERNEL and POLICY as me_cleaner would: only BUP's stay.
+    let mut b = s.bytes.clone();
+    // KERNEL and POLICY are modules 3 and 4: 64 chunk slots each.
+    let table = b.windows(4).position(|w| w == b"LLUT").unwrap() + 0x40;
+    for module in [3usize, 4] {
+        for c in 0..3 {
+            let slot = table + 4 * (64 * module + c);
+            let at = u32::from_le_bytes(b[slot..slot + 4].try_into().unwrap()) as usize;
+            b[at..at + 0x40].fill(0xFF);
+        }
+    }
+    let r = parse(&b);
+    let present = |n: &str| r.modules.iter().find(|m| m.name == n).unwrap().present;
+    assert!(present("BUP") && !present("KERNEL") && !present("POLICY"));
+}
+
+#[test]
 fn gen3_stock_region_reads_as_built() {
     let s = synth::gen3_stock();
     let r = parse(&s.bytes);

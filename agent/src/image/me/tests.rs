@@ -590,3 +590,45 @@ fn write_fuzz_seeds() {
         std::fs::write(dir.join(name), &s.bytes).unwrap();
     }
 }
+
+#[test]
+fn random_byte_damage_never_panics() {
+    // A small deterministic xorshift, so a failure reproduces.
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for s in [
+        synth::gen2_stock(),
+        synth::gen3_stock(),
+        synth::ifwi16(),
+        synth::ifwi17(),
+        synth::glk_bpdt(),
+    ] {
+        // Aim at the tables: the first 0x800 bytes of each structure.
+        let targets: Vec<usize> = [
+            s.fpt,
+            Some(s.ftpr),
+            Some(s.manifest),
+            s.cpd,
+            s.modules,
+            s.bpdt,
+            Some(0),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        for _ in 0..200 {
+            let mut b = s.bytes.clone();
+            for _ in 0..1 + next() % 4 {
+                let base = targets[(next() % targets.len() as u64) as usize];
+                let at = (base + (next() % 0x800) as usize).min(b.len() - 1);
+                b[at] = next() as u8;
+            }
+            let _ = parse_me_region(&b);
+        }
+    }
+}

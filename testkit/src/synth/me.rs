@@ -596,8 +596,8 @@ pub fn gen3_stock() -> SynthMe {
 
 // ---------------------------------------------------------------- IFWI/BPDT
 
-/// A BPDT (version 1 or 2) listing `(type, offset, size)` entries, offsets
-/// relative to the boot partition start.
+/// A BPDT (version 1 or 2, with its CRC-32) listing `(type, offset, size)`
+/// entries, offsets relative to the boot partition start.
 pub fn bpdt(version: u8, entries: &[(u16, u32, u32)]) -> Vec<u8> {
     let mut out = vec![0u8; 0x18];
     out[0..4].copy_from_slice(&le32(0x55AA));
@@ -608,6 +608,10 @@ pub fn bpdt(version: u8, entries: &[(u16, u32, u32)]) -> Vec<u8> {
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&le32(off));
         out.extend_from_slice(&le32(size));
+    }
+    if version >= 2 {
+        let crc = crc32fast::hash(&out[4..]);
+        out[8..12].copy_from_slice(&le32(crc));
     }
     out
 }

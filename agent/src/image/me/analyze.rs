@@ -371,6 +371,11 @@ fn boot_partition(w: &mut Walk<'_>, index: u8, base: u64, limit: u64) {
         Ok(e) => e,
         Err(e) => return w.damage_err(&e),
     };
+    match ifwi::bpdt_crc_ok(w.region, base) {
+        Ok(Some(false)) => w.damage("BPDT CRC-32 mismatch", base + 8),
+        Err(e) => w.damage_err(&e),
+        _ => {}
+    }
     for e in &entries {
         let name = match cpd::parse(w.region, e.offset) {
             Ok(d) => d.partition_name,

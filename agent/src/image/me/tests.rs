@@ -423,6 +423,15 @@ fn bad_layout_table_crc_is_corrupted() {
 }
 
 #[test]
+fn bad_bpdt_v2_crc_is_corrupted() {
+    let s = synth::ifwi17();
+    let mut b = s.bytes.clone();
+    let bpdt = s.bpdt.unwrap();
+    b[bpdt + 0x18 + 2] ^= 0x01; // flags of the FTPR entry, covered by the CRC
+    corrupted_at(&parse(&b), bpdt as u64 + 8, "BPDT CRC-32");
+}
+
+#[test]
 fn bad_cpd_checksum_is_corrupted_at_the_cpd() {
     for s in [synth::gen3_stock(), synth::ifwi17()] {
         let mut b = s.bytes.clone();

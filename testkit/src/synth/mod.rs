@@ -1,1 +1,3 @@
 //! Builders of synthetic flash images (descriptor, ME region) that tests construct themselves.
+
+pub mod descriptor;

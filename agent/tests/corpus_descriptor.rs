@@ -184,3 +184,76 @@ fn erying_tgl_is_v2_although_its_read_clock_says_v1() {
     // The trap: PCHSTRP0 bit 16 is set on this stock descriptor.
     assert_eq!(d.pch_strap(0).unwrap() & (1 << 16), 1 << 16);
 }
+
+#[test]
+fn corpus_disable_bits_are_clear_or_unknown_never_a_false_set() {
+    use fortros_agent::image::disable_bit::{self, DisableState};
+    let Some(corpus) =
+        Corpus::open_or_skip("corpus_disable_bits_are_clear_or_unknown_never_a_false_set")
+    else {
+        return;
+    };
+    // (file, state, byte offset of the bit) — every stock descriptor has it clear
+    // (reference §3.1); no location is known for Lewisburg and Gemini Lake.
+    let expect: &[(&str, DisableState, Option<usize>)] = &[
+        (
+            "cbblobs_samsung_lumpy_descriptor.bin",
+            DisableState::Clear,
+            Some(0x128),
+        ),
+        (
+            "cbblobs_google_link_descriptor.bin",
+            DisableState::Clear,
+            Some(0x128),
+        ),
+        ("hl_x230_descriptor.bin", DisableState::Clear, Some(0x128)),
+        (
+            "dasharo_minnowmax_descriptor.bin",
+            DisableState::Clear,
+            Some(0x128),
+        ),
+        (
+            "cbblobs_facebook_fbg1701_descriptor.bin",
+            DisableState::Clear,
+            Some(0x128),
+        ),
+        ("x210_descriptor.bin", DisableState::Clear, Some(0x102)),
+        (
+            "hl_p10smws_descriptor.bin",
+            DisableState::Clear,
+            Some(0x102),
+        ),
+        ("darp6_fd.rom", DisableState::Clear, Some(0x172)),
+        (
+            "dasharo_vault_cml_descriptor.bin",
+            DisableState::Clear,
+            Some(0x172),
+        ),
+        (
+            "cbblobs_erying_tgl_fd.bin",
+            DisableState::Clear,
+            Some(0x196),
+        ),
+        (
+            "dasharo_msi_ms7d25_descriptor.bin",
+            DisableState::Clear,
+            Some(0x1DE),
+        ),
+        (
+            "cbblobs_ocp_tiogapass_descriptor.bin",
+            DisableState::Unknown,
+            None,
+        ),
+        (
+            "dasharo_vault_glk_descriptor.bin",
+            DisableState::Unknown,
+            None,
+        ),
+    ];
+    for (file, state, offset) in expect {
+        let d = Descriptor::parse(&corpus.read(file).unwrap()).unwrap();
+        let bit = disable_bit::read(&d, None);
+        assert_eq!(bit.state, *state, "{file}: {bit:?}");
+        assert_eq!(bit.bits.first().map(|b| b.byte_offset), *offset, "{file}");
+    }
+}

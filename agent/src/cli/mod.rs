@@ -8,6 +8,8 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod inspect;
+
 /// Exit code for success.
 pub const EXIT_OK: i32 = 0;
 /// Exit code for an operational failure.
@@ -27,9 +29,14 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Say what ME is in a flash image (full, descriptor or ME region) and in what state.
+    Inspect(inspect::InspectArgs),
+}
 
 /// Runs one parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
-    match cli.command {}
+    match cli.command {
+        Command::Inspect(args) => inspect::run(&args),
+    }
 }

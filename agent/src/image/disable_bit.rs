@@ -63,8 +63,11 @@ pub struct DisableBit {
     pub reason: String,
 }
 
-/// (mechanism, [(bank, strap, bit)]) for a platform; `None` = not known.
-fn location(platform: Platform) -> Option<(&'static str, &'static [(StrapBank, usize, u8)])> {
+/// One bit of a mechanism: (bank, strap index, bit in the strap dword).
+type BitSpec = (StrapBank, usize, u8);
+
+/// (mechanism, bits) for a platform; `None` = not known.
+fn location(platform: Platform) -> Option<(&'static str, &'static [BitSpec])> {
     use Platform::*;
     use StrapBank::*;
     Some(match platform {
@@ -139,7 +142,7 @@ fn unknown(platform: Option<Platform>, reason: String) -> DisableBit {
 fn read_bits(
     desc: &Descriptor,
     mechanism: &'static str,
-    bits: &[(StrapBank, usize, u8)],
+    bits: &[BitSpec],
     platform: Option<Platform>,
     confidence: Confidence,
     reason: String,

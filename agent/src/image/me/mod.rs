@@ -17,6 +17,18 @@
 
 use serde::Serialize;
 
+mod analyze;
+mod bytes;
+mod cpd;
+mod fpt;
+mod ifwi;
+mod keys;
+mod manifest;
+mod mme;
+mod signature;
+#[cfg(test)]
+mod tests;
+
 /// The ME firmware family, named as MEAnalyzer names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Family {
@@ -110,6 +122,8 @@ pub enum Layout {
     Ifwi17,
     /// A bare BPDT at offset 0 (CSTXE in the BIOS region on APL/GLK).
     Bpdt,
+    /// Every byte is 0xFF (or 0x00): nothing to lay out.
+    Empty,
 }
 
 /// Where a partition was listed.
@@ -346,15 +360,22 @@ impl MeError {
 }
 
 /// Parses an ME region (bytes from the region base).
+///
+/// Returns an error only when no layout can be read at all (no `$FPT`, no
+/// CSE layout table, no BPDT, or the top-level table itself cut short).
+/// Damage found inside a recognised layout gives `Ok` with
+/// [`RegionState::Corrupted`], so the rest of what was read is still
+/// reported.
 pub fn parse_me_region(region: &[u8]) -> Result<MeRegion, MeError> {
-    let _ = region;
-    Err(MeError::NoLayout)
+    analyze::parse(region)
 }
 
 /// Finds a CSE firmware (BPDT whose FTPR entry holds a `$CPD`) inside a BIOS
 /// region, as on Apollo Lake / Gemini Lake. Returns its offset within `bios`;
-/// pass `&bios[offset..]` to [`parse_me_region`].
+/// pass `&bios[offset..]` to [`parse_me_region`]. Only 4 KiB-aligned
+/// offsets are tried (the IFWI sits on a flash block boundary).
 pub fn find_ifwi_in_bios(bios: &[u8]) -> Option<usize> {
-    let _ = bios;
-    None
+    (0..bios.len())
+        .step_by(0x1000)
+        .find(|&at| analyze::is_ifwi_at(bios, at as u64))
 }

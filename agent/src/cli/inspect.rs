@@ -290,6 +290,7 @@ fn render_me(o: &mut String, me: &MeFinding) {
         Layout::Ifwi16 => "IFWI 1.6 layout table".into(),
         Layout::Ifwi17 => "IFWI 1.7 layout table".into(),
         Layout::Bpdt => "BPDT".into(),
+        Layout::Empty => "empty (all 0xFF or 0x00)".into(),
     };
     let _ = writeln!(o, "{:<13}{layout}", "layout");
     if let Some(fpt) = &region.fpt {

@@ -13,7 +13,7 @@ use clap::Args;
 use super::{EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
 use crate::image::descriptor::{Confidence, Descriptor, IfdVersion};
 use crate::image::disable_bit::{DisableBit, DisableState};
-use crate::image::inspect::{inspect, ImageReport, InputKind, MeFinding, MeLocation};
+use crate::image::inspect::{family_name, inspect, ImageReport, InputKind, MeFinding, MeLocation};
 use crate::image::me::{Layout, Presence, Signature};
 
 #[derive(Debug, Args)]
@@ -248,9 +248,7 @@ fn render_me(o: &mut String, me: &MeFinding) {
         );
         return;
     };
-    let family = region
-        .family
-        .map_or("unknown family".into(), |f| format!("{f:?}").to_uppercase());
+    let family = region.family.map_or("unknown family", family_name);
     let version = region
         .version
         .map_or("version unknown".into(), |v| v.to_string());

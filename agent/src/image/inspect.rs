@@ -271,8 +271,8 @@ fn corroborate(desc: &mut Descriptor, region: &MeRegion) {
     };
     let major = region.version.map(|v| v.major);
     let label = match region.version {
-        Some(v) => format!("{family:?} {v} in the image"),
-        None => format!("{family:?} in the image"),
+        Some(v) => format!("{} {v} in the image", family_name(family)),
+        None => format!("{} in the image", family_name(family)),
     };
     let cse = matches!(family, Family::Csme | Family::Cstxe | Family::Cssps)
         || region.generation == Some(Generation::Ifwi);
@@ -394,12 +394,24 @@ fn overall_state(
     state
 }
 
+/// The family as Intel and MEAnalyzer write it.
+pub fn family_name(family: Family) -> &'static str {
+    match family {
+        Family::Me => "ME",
+        Family::Txe => "TXE",
+        Family::Csme => "CSME",
+        Family::Cstxe => "CSTXE",
+        Family::Sps => "SPS",
+        Family::Cssps => "CSSPS",
+    }
+}
+
 /// The state the ME region alone implies; `base` turns region offsets into
 /// image offsets for the evidence.
 fn firmware_state(region: &MeRegion, base: u64, evidence: &mut Vec<String>) -> State {
     let what = match (region.family, region.version) {
-        (Some(f), Some(v)) => format!("{f:?} {v}"),
-        (Some(f), None) => format!("{f:?}, version unknown"),
+        (Some(f), Some(v)) => format!("{} {v}", family_name(f)),
+        (Some(f), None) => format!("{}, version unknown", family_name(f)),
         _ => "firmware of unknown family".into(),
     };
     match &region.state {

@@ -8,6 +8,8 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod flash;
+
 /// Exit code for success.
 pub const EXIT_OK: i32 = 0;
 /// Exit code for an operational failure.
@@ -27,9 +29,14 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Flash access: info, read, write (safe engine), recover.
+    Flash(flash::FlashArgs),
+}
 
 /// Runs one parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
-    match cli.command {}
+    match cli.command {
+        Command::Flash(a) => flash::run(a),
+    }
 }

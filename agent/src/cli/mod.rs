@@ -9,6 +9,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod inspect;
+pub mod flash;
 
 /// Exit code for success.
 pub const EXIT_OK: i32 = 0;
@@ -32,11 +33,14 @@ pub struct Cli {
 pub enum Command {
     /// Say what ME is in a flash image (full, descriptor or ME region) and in what state.
     Inspect(inspect::InspectArgs),
+    /// Flash access: info, read, write (safe engine), recover.
+    Flash(flash::FlashArgs),
 }
 
 /// Runs one parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Inspect(args) => inspect::run(&args),
+        Command::Flash(a) => flash::run(a),
     }
 }

@@ -1,1 +1,9 @@
 //! The live ME: PCI config space (HFSTS), sysfs, `/dev/meiN` (MKHI, AMTHI), Boot Guard.
+//!
+//! - [`family`]: which register layout applies (ME <= 10, CSME 11-15, 16-17, 18+).
+//! - [`hfsts`]: pure decoders of HFSTS1-6.
+//! - [`classify`]: one readable classification with its evidence.
+
+pub mod classify;
+pub mod family;
+pub mod hfsts;

@@ -3,7 +3,9 @@
 //! - [`family`]: which register layout applies (ME <= 10, CSME 11-15, 16-17, 18+).
 //! - [`hfsts`]: pure decoders of HFSTS1-6.
 //! - [`classify`]: one readable classification with its evidence.
+//! - [`sysfs`]: finding 00:16.0, its config space and its `mei` class device.
 
 pub mod classify;
 pub mod family;
 pub mod hfsts;
+pub mod sysfs;

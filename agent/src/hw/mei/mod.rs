@@ -5,7 +5,10 @@
 //! - [`classify`]: one readable classification with its evidence.
 //! - [`sysfs`]: finding 00:16.0, its config space and its `mei` class device.
 
+pub mod amthi;
 pub mod classify;
+pub mod device;
 pub mod family;
 pub mod hfsts;
+pub mod mkhi;
 pub mod sysfs;

@@ -8,6 +8,8 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod probe;
+
 /// Exit code for success.
 pub const EXIT_OK: i32 = 0;
 /// Exit code for an operational failure.
@@ -27,9 +29,14 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Read the live Intel ME (HFSTS, MEI, MKHI, AMTHI, Boot Guard) and classify it.
+    Probe(probe::ProbeArgs),
+}
 
 /// Runs one parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
-    match cli.command {}
+    match cli.command {
+        Command::Probe(args) => probe::run(args),
+    }
 }

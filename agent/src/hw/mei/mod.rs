@@ -11,4 +11,5 @@ pub mod device;
 pub mod family;
 pub mod hfsts;
 pub mod mkhi;
+pub mod probe;
 pub mod sysfs;

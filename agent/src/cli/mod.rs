@@ -8,8 +8,9 @@
 
 use clap::{Parser, Subcommand};
 
-pub mod inspect;
 pub mod flash;
+pub mod inspect;
+pub mod probe;
 
 /// Exit code for success.
 pub const EXIT_OK: i32 = 0;
@@ -35,6 +36,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Flash access: info, read, write (safe engine), recover.
     Flash(flash::FlashArgs),
+    /// Read the live Intel ME (HFSTS, MEI, MKHI, AMTHI, Boot Guard) and classify it.
+    Probe(probe::ProbeArgs),
 }
 
 /// Runs one parsed command line and returns the process exit code.
@@ -42,5 +45,6 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Inspect(args) => inspect::run(&args),
         Command::Flash(a) => flash::run(a),
+        Command::Probe(args) => probe::run(args),
     }
 }

@@ -34,6 +34,11 @@ struct Walk<'a> {
     damage: Option<(String, u64)>,
     /// A `$CPD` whose checksum8 does not match: partition name, offset.
     cpd_checksum_bad: Option<(String, u64)>,
+    /// Manifests of the other code partitions (NFTP, RBEP, PMCP, …), with
+    /// the partition they belong to; reported after the FTPR ones.
+    other_manifests: Vec<(String, Manifest)>,
+    /// `$CPD` directories already read (containers can overlap).
+    seen_cpds: Vec<u64>,
 }
 
 impl<'a> Walk<'a> {
@@ -51,6 +56,8 @@ impl<'a> Walk<'a> {
             ftpr: None,
             damage: None,
             cpd_checksum_bad: None,
+            other_manifests: Vec::new(),
+            seen_cpds: Vec::new(),
         }
     }
 
@@ -154,7 +161,7 @@ fn classic(region: &[u8], fpt_offset: u64) -> Result<Walk<'_>, MeError> {
     }
     if cpd::is_cpd(region, ftpr.offset) {
         w.generation = Some(Generation::Gen3);
-        code_partition(&mut w, ftpr.offset, ftpr.length);
+        code_partition(&mut w, ftpr.offset, ftpr.length, true);
     } else {
         let gen1 = ftpr.name == "CODE" || has_tag(region, ftpr.offset + 0x1C, b"$MAN");
         w.generation = Some(if gen1 {
@@ -178,6 +185,16 @@ fn classic(region: &[u8], fpt_offset: u64) -> Result<Walk<'_>, MeError> {
             Err(e) => w.damage_err(&e),
         }
     }
+    let others: Vec<(String, u64, u64)> = table
+        .entries
+        .iter()
+        .filter(|e| e.valid && e.part_type == 0 && e.name != ftpr.name)
+        .filter(|e| fpt::presence(region, e) == Presence::Present)
+        .map(|e| (e.name.clone(), e.offset, e.length))
+        .collect();
+    for (name, offset, length) in others {
+        other_code_partition(&mut w, &name, offset, length);
+    }
     Ok(w)
 }
 
@@ -195,9 +212,13 @@ fn take_fpt(w: &mut Walk<'_>, table: &Fpt) {
     w.fpt = Some(table.facts.clone());
 }
 
-/// A `$CPD` code partition of `length` bytes at `offset`: its manifests and
-/// modules.
-fn code_partition(w: &mut Walk<'_>, offset: u64, length: u64) {
+/// A `$CPD` code partition of `length` bytes at `offset`: its manifests
+/// and, for the FTPR, its modules.
+fn code_partition(w: &mut Walk<'_>, offset: u64, length: u64, is_ftpr: bool) {
+    if w.seen_cpds.contains(&offset) {
+        return;
+    }
+    w.seen_cpds.push(offset);
     let dir = match cpd::parse(w.region, offset) {
         Ok(d) => d,
         Err(e) => return w.damage_err(&e),
@@ -215,7 +236,7 @@ fn code_partition(w: &mut Walk<'_>, offset: u64, length: u64) {
         .filter(|e| e.name.ends_with(".man"))
         .collect();
     mans.sort_by_key(|e| e.name != main_manifest);
-    if mans.first().map_or(true, |e| e.name != main_manifest) {
+    if is_ftpr && mans.first().map_or(true, |e| e.name != main_manifest) {
         w.damage(
             format!("{} has no {main_manifest}", dir.partition_name),
             dir.offset,
@@ -223,12 +244,28 @@ fn code_partition(w: &mut Walk<'_>, offset: u64, length: u64) {
     }
     for e in mans {
         match manifest::parse(w.region, e.offset, &e.name) {
-            Ok(m) => w.manifests.push(m),
+            Ok(m) if is_ftpr => w.manifests.push(m),
+            Ok(m) => w.other_manifests.push((dir.partition_name.clone(), m)),
             Err(err) => w.damage_err(&err),
         }
     }
-    w.modules
-        .extend(cpd_modules(w.region, &dir, offset, length));
+    if is_ftpr {
+        w.modules
+            .extend(cpd_modules(w.region, &dir, offset, length));
+    }
+}
+
+/// Another code partition of a classic layout (gen 2: starts with its
+/// `$MN2`; gen 3: a `$CPD`): its manifests are checked too.
+fn other_code_partition(w: &mut Walk<'_>, name: &str, offset: u64, length: u64) {
+    if cpd::is_cpd(w.region, offset) {
+        code_partition(w, offset, length, false);
+    } else if has_tag(w.region, offset + 0x1C, b"$MN2") {
+        match manifest::parse(w.region, offset, name) {
+            Ok(m) => w.other_manifests.push((name.to_string(), m)),
+            Err(e) => w.damage_err(&e),
+        }
+    }
 }
 
 /// `$CPD` entries as modules. Like me_cleaner, an entry's data runs to the
@@ -394,13 +431,20 @@ fn boot_partition(w: &mut Walk<'_>, index: u8, base: u64, limit: u64) {
             },
         });
     }
+    for e in entries.iter().filter(|e| e.entry_type != ifwi::TYPE_FTPR) {
+        if span_presence(w.region, e.offset, e.size) == Presence::Present
+            && cpd::is_cpd(w.region, e.offset)
+        {
+            code_partition(w, e.offset, e.size, false);
+        }
+    }
     if let Some(f) = entries.iter().find(|e| e.entry_type == ifwi::TYPE_FTPR) {
         if w.ftpr.is_some() {
             return;
         }
         w.ftpr = Some((f.offset, span_presence(w.region, f.offset, f.size)));
         if cpd::is_cpd(w.region, f.offset) {
-            code_partition(w, f.offset, f.size);
+            code_partition(w, f.offset, f.size, true);
         } else {
             w.damage("FTPR sub-partition does not start with $CPD", f.offset);
         }
@@ -444,7 +488,12 @@ fn finish(mut w: Walk<'_>) -> MeRegion {
         fpt: w.fpt,
         ifwi: w.ifwi,
         partitions: w.partitions,
-        manifests: w.manifests.into_iter().map(|m| m.facts).collect(),
+        manifests: w
+            .manifests
+            .into_iter()
+            .chain(w.other_manifests.into_iter().map(|(_, m)| m))
+            .map(|m| m.facts)
+            .collect(),
         modules: w.modules,
         state,
     }
@@ -477,6 +526,33 @@ fn family(w: &Walk<'_>, main: Option<&ManifestFacts>) -> Option<Family> {
     })
 }
 
+/// `Corrupted` when a partition's manifests were checked and none of them
+/// is consistent with its embedded key.
+fn inconsistent_partition(manifests: &[&Manifest]) -> Option<RegionState> {
+    let checked: Vec<&&Manifest> = manifests
+        .iter()
+        .filter(|m| !matches!(m.facts.signature, Signature::Unchecked { .. }))
+        .collect();
+    if checked
+        .iter()
+        .any(|m| matches!(m.facts.signature, Signature::Consistent { .. }))
+    {
+        return None;
+    }
+    let m = checked.first()?;
+    let why = match &m.facts.signature {
+        Signature::Inconsistent { why, .. } => why.as_str(),
+        _ => "",
+    };
+    Some(RegionState::Corrupted {
+        what: format!(
+            "{} signature inconsistent with its embedded key: {why}",
+            m.facts.name
+        ),
+        offset: m.facts.offset,
+    })
+}
+
 /// Stock / cleaned / corrupted / unknown (reference §14).
 fn state(w: &Walk<'_>) -> RegionState {
     if let Some((what, offset)) = &w.damage {
@@ -485,30 +561,29 @@ fn state(w: &Walk<'_>) -> RegionState {
             offset: *offset,
         };
     }
-    // The FTPR's manifests: fine when at least one is consistent with its
-    // own key (CSSPS 5 carries an FTPR.man that is not, beside FTPR2.man).
-    let checked: Vec<&Manifest> = w
-        .manifests
-        .iter()
-        .filter(|m| !matches!(m.facts.signature, Signature::Unchecked { .. }))
-        .collect();
-    if !checked.is_empty()
-        && !checked
+    // Each code partition is intact when at least one of its manifests is
+    // consistent with its own key (CSSPS 5 carries an FTPR.man that is not,
+    // beside FTPR2.man). The FTPR first, then the others in table order.
+    let ftpr: Vec<&Manifest> = w.manifests.iter().collect();
+    if let Some(bad) = inconsistent_partition(&ftpr) {
+        return bad;
+    }
+    let mut partitions: Vec<&str> = Vec::new();
+    for (p, _) in &w.other_manifests {
+        if !partitions.contains(&p.as_str()) {
+            partitions.push(p);
+        }
+    }
+    for p in partitions {
+        let group: Vec<&Manifest> = w
+            .other_manifests
             .iter()
-            .any(|m| matches!(m.facts.signature, Signature::Consistent { .. }))
-    {
-        let m = checked[0];
-        let why = match &m.facts.signature {
-            Signature::Inconsistent { why, .. } => why.clone(),
-            _ => String::new(),
-        };
-        return RegionState::Corrupted {
-            what: format!(
-                "{} signature inconsistent with its embedded key: {why}",
-                m.facts.name
-            ),
-            offset: m.facts.offset,
-        };
+            .filter(|(q, _)| q == p)
+            .map(|(_, m)| m)
+            .collect();
+        if let Some(bad) = inconsistent_partition(&group) {
+            return bad;
+        }
     }
     let Some((ftpr_offset, ftpr_presence)) = w.ftpr else {
         return RegionState::Unknown {

@@ -2,7 +2,7 @@
 //! table to the FTPR, its manifest(s) and modules, then decides family,
 //! generation and state.
 
-use super::bytes::{clipped, has_tag, is_erased};
+use super::bytes::{clipped, has_tag, ErasedMap};
 use super::cpd::{self, Cpd};
 use super::fpt::{self, span_presence, Fpt};
 use super::ifwi::{self, LayoutTable};
@@ -19,6 +19,8 @@ const RELOCATED_BELOW: u64 = 0x1000;
 /// What the walk collected; turned into an [`MeRegion`] at the end.
 struct Walk<'a> {
     region: &'a [u8],
+    /// Which blocks are erased, for presence checks.
+    erased: ErasedMap<'a>,
     layout: Layout,
     fpt: Option<FptFacts>,
     ifwi: Option<IfwiFacts>,
@@ -45,6 +47,7 @@ impl<'a> Walk<'a> {
     fn new(region: &'a [u8], layout: Layout) -> Self {
         Walk {
             region,
+            erased: ErasedMap::new(region),
             layout,
             fpt: None,
             ifwi: None,
@@ -147,7 +150,7 @@ fn classic(region: &[u8], fpt_offset: u64) -> Result<Walk<'_>, MeError> {
         w.damage("no FTPR or CODE partition in the $FPT", fpt_offset);
         return Ok(w);
     };
-    let presence = fpt::presence(region, ftpr);
+    let presence = fpt::presence(&w.erased, ftpr);
     w.ftpr = Some((ftpr.offset, presence));
     if matches!(
         presence,
@@ -172,7 +175,7 @@ fn classic(region: &[u8], fpt_offset: u64) -> Result<Walk<'_>, MeError> {
         match manifest::parse(region, ftpr.offset, &ftpr.name) {
             Ok(m) => {
                 if !gen1 {
-                    match mme::parse(region, ftpr.offset, m.module_count, &ftpr.name) {
+                    match mme::parse(&w.erased, ftpr.offset, m.module_count, &ftpr.name) {
                         Ok(t) => {
                             w.mme_header_size = Some(t.header_size);
                             w.modules = t.modules;
@@ -189,7 +192,7 @@ fn classic(region: &[u8], fpt_offset: u64) -> Result<Walk<'_>, MeError> {
         .entries
         .iter()
         .filter(|e| e.valid && e.part_type == 0 && e.name != ftpr.name)
-        .filter(|e| fpt::presence(region, e) == Presence::Present)
+        .filter(|e| fpt::presence(&w.erased, e) == Presence::Present)
         .map(|e| (e.name.clone(), e.offset, e.length))
         .collect();
     for (name, offset, length) in others {
@@ -208,7 +211,8 @@ fn take_fpt(w: &mut Walk<'_>, table: &Fpt) {
         };
         w.damage(what, table.facts.offset);
     }
-    w.partitions.extend(fpt::partitions(w.region, table));
+    let parts = fpt::partitions(&w.erased, table);
+    w.partitions.extend(parts);
     w.fpt = Some(table.facts.clone());
 }
 
@@ -251,7 +255,7 @@ fn code_partition(w: &mut Walk<'_>, offset: u64, length: u64, is_ftpr: bool) {
     }
     if is_ftpr {
         w.modules
-            .extend(cpd_modules(w.region, &dir, offset, length));
+            .extend(cpd_modules(&w.erased, &dir, offset, length));
     }
 }
 
@@ -271,7 +275,7 @@ fn other_code_partition(w: &mut Walk<'_>, name: &str, offset: u64, length: u64) 
 /// `$CPD` entries as modules. Like me_cleaner, an entry's data runs to the
 /// next entry's offset (the last one to the partition end), so a module
 /// removed by a cleaner shows up as all 0xFF.
-fn cpd_modules(region: &[u8], dir: &Cpd, part_offset: u64, part_length: u64) -> Vec<Module> {
+fn cpd_modules(map: &ErasedMap<'_>, dir: &Cpd, part_offset: u64, part_length: u64) -> Vec<Module> {
     let part_end = part_offset.saturating_add(part_length);
     let mut starts: Vec<u64> = dir.entries.iter().map(|e| e.offset).collect();
     starts.push(part_end);
@@ -286,7 +290,7 @@ fn cpd_modules(region: &[u8], dir: &Cpd, part_offset: u64, part_length: u64) -> 
                 .find(|&s| s > e.offset)
                 .unwrap_or(part_end);
             let span = end.saturating_sub(e.offset);
-            let data = clipped(region, e.offset, span);
+            let data = clipped(map.bytes, e.offset, span);
             Module {
                 partition: dir.partition_name.clone(),
                 name: e.name.clone(),
@@ -299,7 +303,7 @@ fn cpd_modules(region: &[u8], dir: &Cpd, part_offset: u64, part_length: u64) -> 
                 } else {
                     Compression::Unknown
                 },
-                present: data.is_empty() || !is_erased(data),
+                present: data.is_empty() || !map.erased(e.offset, span),
             }
         })
         .collect()
@@ -338,15 +342,15 @@ fn ifwi_layout(region: &[u8], table: LayoutTable) -> Result<Walk<'_>, MeError> {
     }
     check_no_overlap(&mut w, &table);
     if let Some((off, size)) = table.data {
-        w.partitions
-            .push(layout_partition(region, "data", off, size));
+        let part = layout_partition(&w.erased, "data", off, size);
+        w.partitions.push(part);
         let data = fpt::parse(region, off, off)?;
         take_fpt(&mut w, &data);
     }
     for &(i, off, size) in &table.boot {
-        w.partitions
-            .push(layout_partition(region, &format!("BP{i}"), off, size));
-        if span_presence(region, off, size) != Presence::Present {
+        let part = layout_partition(&w.erased, &format!("BP{i}"), off, size);
+        w.partitions.push(part);
+        if span_presence(&w.erased, off, size) != Presence::Present {
             w.damage(
                 format!("boot partition {i} [{off:#x}, +{size:#x}) is not in the region"),
                 off,
@@ -389,7 +393,7 @@ fn check_no_overlap(w: &mut Walk<'_>, table: &LayoutTable) {
     }
 }
 
-fn layout_partition(region: &[u8], name: &str, offset: u64, length: u64) -> Partition {
+fn layout_partition(region: &ErasedMap<'_>, name: &str, offset: u64, length: u64) -> Partition {
     Partition {
         name: name.to_string(),
         offset,
@@ -424,7 +428,7 @@ fn boot_partition(w: &mut Walk<'_>, index: u8, base: u64, limit: u64) {
             length: e.size,
             kind: ifwi::type_name(e.entry_type),
             valid: true,
-            presence: span_presence(w.region, e.offset, e.size),
+            presence: span_presence(&w.erased, e.offset, e.size),
             source: PartitionSource::Bpdt {
                 boot_partition: index,
                 secondary: e.secondary,
@@ -432,7 +436,7 @@ fn boot_partition(w: &mut Walk<'_>, index: u8, base: u64, limit: u64) {
         });
     }
     for e in entries.iter().filter(|e| e.entry_type != ifwi::TYPE_FTPR) {
-        if span_presence(w.region, e.offset, e.size) == Presence::Present
+        if span_presence(&w.erased, e.offset, e.size) == Presence::Present
             && cpd::is_cpd(w.region, e.offset)
         {
             code_partition(w, e.offset, e.size, false);
@@ -442,7 +446,7 @@ fn boot_partition(w: &mut Walk<'_>, index: u8, base: u64, limit: u64) {
         if w.ftpr.is_some() {
             return;
         }
-        w.ftpr = Some((f.offset, span_presence(w.region, f.offset, f.size)));
+        w.ftpr = Some((f.offset, span_presence(&w.erased, f.offset, f.size)));
         if cpd::is_cpd(w.region, f.offset) {
             code_partition(w, f.offset, f.size, true);
         } else {

@@ -16,7 +16,11 @@ pub const EXIT_FAILURE: i32 = 1;
 pub const EXIT_BAD_INPUT: i32 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "fortros-agent", version, about = "FortrOS preboot enrollment agent")]
+#[command(
+    name = "fortros-agent",
+    version,
+    about = "FortrOS preboot enrollment agent"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -8,7 +8,9 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod flash;
 pub mod inspect;
+pub mod probe;
 
 /// Exit code for success.
 pub const EXIT_OK: i32 = 0;
@@ -32,11 +34,17 @@ pub struct Cli {
 pub enum Command {
     /// Say what ME is in a flash image (full, descriptor or ME region) and in what state.
     Inspect(inspect::InspectArgs),
+    /// Flash access: info, read, write (safe engine), recover.
+    Flash(flash::FlashArgs),
+    /// Read the live Intel ME (HFSTS, MEI, MKHI, AMTHI, Boot Guard) and classify it.
+    Probe(probe::ProbeArgs),
 }
 
 /// Runs one parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Inspect(args) => inspect::run(&args),
+        Command::Flash(a) => flash::run(a),
+        Command::Probe(args) => probe::run(args),
     }
 }

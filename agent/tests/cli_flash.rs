@@ -332,3 +332,51 @@ fn killed_write_recovers_to_old_or_new() {
     }
     println!("kill points and recoveries: {outcomes:?}");
 }
+
+/// Without --flmstr1, the flash's own descriptor decides: a synthetic v2
+/// descriptor whose host master may write BIOS but not ME.
+#[test]
+fn the_flashs_own_descriptor_decides_what_may_be_written() {
+    use fortros_testkit::synth::descriptor::DescriptorBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = DescriptorBuilder::v2().build(); // host FLMSTR1 0x00a00f00
+    old.resize(8 << 20, 0xFF);
+    let flash_path = dir.path().join("flash.bin");
+    std::fs::write(&flash_path, &old).unwrap();
+    let flash = format!("file:{}", flash_path.display());
+    let write = |new: &[u8]| {
+        let p = dir.path().join("new.bin");
+        std::fs::write(&p, new).unwrap();
+        agent(&[
+            "flash",
+            "write",
+            "--json",
+            "-d",
+            &flash,
+            "--image",
+            p.to_str().unwrap(),
+            "--verified-policy-sha256",
+            &"ab".repeat(32),
+            "--backup-sha256",
+            &hex::encode(sha256(&old)),
+            "--platform-ok",
+            "synthetic",
+        ])
+    };
+    let mut me_change = old.clone();
+    me_change[0x1_0000] = 0; // ME region 0x1000..=0x1fffff
+    let o = write(&me_change);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("region 2 (ME)") && stderr(&o).contains("0x00a00f00"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(std::fs::read(&flash_path).unwrap() == old);
+
+    let mut bios_change = old.clone();
+    bios_change[0x30_0000] = 0; // BIOS region 0x200000..
+    let o = write(&bios_change);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read(&flash_path).unwrap() == bios_change);
+}

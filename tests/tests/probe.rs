@@ -370,3 +370,47 @@ status = 2
         .iter()
         .any(|e| e.as_str().unwrap().contains("MKHI did not answer")));
 }
+
+#[test]
+fn malformed_reply_and_me_reset_end_in_clear_errors() {
+    if !node_available("malformed_reply_and_me_reset_end_in_clear_errors") {
+        return;
+    }
+    // The first MKHI reply is cut to 2 bytes; the first AMTHI request makes
+    // the ME reset itself instead of answering.
+    let scenario = r#"
+name = "malformed-reset"
+[[faults]]
+client = "mkhi"
+action = "truncate"
+times = 1
+[[faults]]
+client = "amthi"
+action = "reset"
+times = 1
+"#;
+    let p = probe_boot("probe-malformed-reset", Some(scenario));
+    let j = &p.json;
+    assert_eq!(p.rc, "0", "{}", p.console);
+    let fw = j["mkhi"]["fw_version"]["Err"].as_str().unwrap();
+    assert!(
+        fw.contains("GET_FW_VERSION reply: truncated at offset 0: need 4 bytes, have 2"),
+        "{fw}"
+    );
+    // only the first reply was cut: FWCAPS still answered on the same connection
+    assert_eq!(j["mkhi"]["fw_caps"]["Ok"]["amt_capable"], true);
+    let amt = &j["amthi"]["info"];
+    let first = amt["code_versions"]["Err"].as_str().unwrap();
+    assert!(
+        first.contains("link reset")
+            || first.contains("disconnected")
+            || first.contains("ENODEV")
+            || first.contains("no reply within"),
+        "{first}"
+    );
+    // after a dead link the rest is not asked, rather than timing out one by one
+    let rest = amt["lan_wireless"]["Err"].as_str().unwrap();
+    assert!(rest.starts_with("not asked"), "{rest}");
+    // the second (human) run, after the driver recovered, reads AMT normally
+    assert!(p.text.contains("AMT: provisioning state Pre"), "{}", p.text);
+}

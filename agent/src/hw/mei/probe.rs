@@ -397,6 +397,19 @@ fn query_amthi(
         }
     };
     let info = amthi::query_all(&mut client, opts.reply_timeout);
+    let failures = [
+        ("code versions", info.code_versions.as_ref().err()),
+        ("provisioning state", info.provisioning_state.as_ref().err()),
+        ("control mode", info.control_mode.as_ref().err()),
+        ("UUID", info.uuid.as_ref().err()),
+        ("wired LAN settings", info.lan_wired.as_ref().err()),
+        ("wireless LAN settings", info.lan_wireless.as_ref().err()),
+    ];
+    for (what, err) in failures {
+        if let Some(e) = err {
+            not_seen.push(format!("AMTHI {what}: {e}"));
+        }
+    }
     Some(AmthiReport {
         client: client.properties(),
         info,

@@ -8,6 +8,8 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod flash;
+pub mod inspect;
 pub mod probe;
 
 /// Exit code for success.
@@ -30,6 +32,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Say what ME is in a flash image (full, descriptor or ME region) and in what state.
+    Inspect(inspect::InspectArgs),
+    /// Flash access: info, read, write (safe engine), recover.
+    Flash(flash::FlashArgs),
     /// Read the live Intel ME (HFSTS, MEI, MKHI, AMTHI, Boot Guard) and classify it.
     Probe(probe::ProbeArgs),
 }
@@ -37,6 +43,8 @@ pub enum Command {
 /// Runs one parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
+        Command::Inspect(args) => inspect::run(&args),
+        Command::Flash(a) => flash::run(a),
         Command::Probe(args) => probe::run(args),
     }
 }

@@ -76,10 +76,10 @@ pub fn structures(table: &[u8]) -> Result<Vec<Structure<'_>>, SmbiosError> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < table.len() {
-        let header = table
-            .get(pos..pos + 4)
-            .ok_or_else(|| malformed("structure header", pos, "truncated".into()))?;
-        let (kind, len) = (header[0], usize::from(header[1]));
+        let Some(&[kind, len, h0, h1]) = table.get(pos..pos + 4) else {
+            return Err(malformed("structure header", pos, "truncated".into()));
+        };
+        let len = usize::from(len);
         if len < 4 {
             return Err(malformed(
                 "structure header",
@@ -103,7 +103,7 @@ pub fn structures(table: &[u8]) -> Result<Vec<Structure<'_>>, SmbiosError> {
         out.push(Structure {
             offset: pos,
             kind,
-            handle: u16::from_le_bytes([header[2], header[3]]),
+            handle: u16::from_le_bytes([h0, h1]),
             formatted,
             strings: rest.get(..end).unwrap_or(&[]),
         });
@@ -171,15 +171,14 @@ pub fn parse_fwsts(s: &Structure<'_>) -> Result<Vec<FwstsRecord>, SmbiosError> {
                 ),
             )
         })?;
+        let Some((&component, regs)) = rec.split_first() else {
+            continue;
+        };
         let mut fwsts = [0u32; 6];
-        for (j, r) in fwsts.iter_mut().enumerate() {
-            let b = &rec[1 + j * 4..5 + j * 4];
+        for (r, b) in fwsts.iter_mut().zip(regs.chunks_exact(4)) {
             *r = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         }
-        records.push(FwstsRecord {
-            component: rec[0],
-            fwsts,
-        });
+        records.push(FwstsRecord { component, fwsts });
     }
     Ok(records)
 }

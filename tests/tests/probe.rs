@@ -414,3 +414,52 @@ times = 1
     // the second (human) run, after the driver recovered, reads AMT normally
     assert!(p.text.contains("AMT: provisioning state Pre"), "{}", p.text);
 }
+
+#[test]
+fn sps_firmware() {
+    if !node_available("sps_firmware") {
+        return;
+    }
+    // Operation mode 0xF: Server Platform Services (on a client device ID the
+    // kernel has no SPS quirk for, so mei_me still binds).
+    let scenario = r#"
+name = "sps"
+[pci]
+hfsts = [0x000F0245, 0x89100116, 0x00000020, 0x00004000, 0, 0x40000000]
+[amt]
+present = false
+"#;
+    let p = probe_boot("probe-sps", Some(scenario));
+    let j = &p.json;
+    assert_eq!(j["classification"]["state"], "sps", "{}", p.text);
+    assert_eq!(j["hfsts"]["decoded"]["hfsts1"]["operation_mode"], "sps");
+}
+
+#[test]
+fn amt_capable_but_disabled() {
+    if !node_available("amt_capable_but_disabled") {
+        return;
+    }
+    // FWCAPS: AMT in the SKU (rule 0 bit 2) but not enabled (rule 0x20), and
+    // no AMTHI client: what a vPro part with AMT off in the BIOS looks like.
+    let scenario = r#"
+name = "amt-off"
+[mkhi]
+features_capable = 0x00241005
+features_enabled = 0x00241001
+[amt]
+present = false
+"#;
+    let p = probe_boot("probe-amt-off", Some(scenario));
+    let j = &p.json;
+    assert_eq!(j["classification"]["state"], "normal", "{}", p.text);
+    let caps = &j["mkhi"]["fw_caps"]["Ok"];
+    assert_eq!(caps["amt_capable"], true);
+    assert_eq!(caps["amt_enabled"], false);
+    assert!(j["amthi"].is_null());
+    assert!(
+        p.text.contains("AMT capable yes, AMT enabled no"),
+        "{}",
+        p.text
+    );
+}

@@ -182,6 +182,7 @@ fn decide_registers(d: &DecodedHfsts, obs: &Observation<'_>, ev: &mut Vec<String
     if d.hfsts2.mfs_failure {
         ev.push("HFSTS2 bit 6: ME file system failure".into());
     }
+    security_facts(d, ev);
 
     if h1.operation_mode == OperationMode::Sps {
         ev.push("HFSTS1 operation mode 0xF: SPS firmware".into());
@@ -262,6 +263,31 @@ fn decide_registers(d: &DecodedHfsts, obs: &Observation<'_>, ev: &mut Vec<String
     }
     ev.push("no rule matched: see the decoded registers".into());
     MeState::Unclassified
+}
+
+/// Facts a firmware-security reader wants next to the state, whatever it is.
+fn security_facts(d: &DecodedHfsts, ev: &mut Vec<String>) {
+    let m = &d.manufacturing;
+    if m.active == Some(true) {
+        ev.push(format!("manufacturing mode: yes ({})", m.rule));
+    }
+    if m.descriptor_unlocked == Some(true) {
+        ev.push("HFSTS1 bit 4 (CSME 16+): flash descriptor not locked".into());
+    }
+    if d.hfsts1.update_in_progress {
+        ev.push("HFSTS1 bit 11: firmware update in progress".into());
+    }
+    if let Some(bg) = &d.boot_guard {
+        ev.push(format!(
+            "Boot Guard per HFSTS: {}{}",
+            if bg.enabled { "enabled" } else { "not enabled" },
+            if bg.fpf_soc_lock {
+                ", fuses committed (FPF SoC lock)"
+            } else {
+                ", fuses NOT committed"
+            }
+        ));
+    }
 }
 
 /// The signs that an op-mode-2 ME is stopped by the HAP strap rather than
@@ -459,6 +485,37 @@ mod tests {
         assert_eq!(classify(&obs).state, MeState::Sps);
         obs.server_pch = false;
         assert_eq!(classify(&obs).state, MeState::Normal);
+    }
+
+    #[test]
+    fn security_facts_are_listed_whatever_the_state() {
+        // CSME 16, normal, descriptor unlocked (bit 4), fuses not committed.
+        let c = run(
+            [0x0000_0255, 0, 0, 0, 0, 0],
+            Some(Family::Csme16),
+            enabled(),
+        );
+        assert_eq!(c.state, MeState::Normal);
+        assert!(c
+            .evidence
+            .iter()
+            .any(|e| e.starts_with("manufacturing mode: yes")));
+        assert!(c
+            .evidence
+            .iter()
+            .any(|e| e.contains("descriptor not locked")));
+        assert!(c.evidence.iter().any(|e| e.contains("fuses NOT committed")));
+        // A fused CSME 19 unit: no manufacturing line, Boot Guard enabled.
+        let c = run(
+            [0x9000_0245, 0, 0x30, 0, 0x02F6_1F03, 0x4000_0000],
+            Some(Family::Csme18),
+            enabled(),
+        );
+        assert!(!c.evidence.iter().any(|e| e.starts_with("manufacturing")));
+        assert!(c
+            .evidence
+            .iter()
+            .any(|e| e == "Boot Guard per HFSTS: enabled, fuses committed (FPF SoC lock)"));
     }
 
     #[test]

@@ -103,8 +103,9 @@ fn strip(
         .filter(|p| p.action == partitions::PartitionFate::Removed)
         .count();
     plan.actions.push(format!(
-        "stripped the $FPT: kept FTPR, erased {removed} partition(s), dropped {} entr(ies), cleared the EFFS flag, fixed the checksum",
-        parts.len() - 1
+        "stripped the $FPT: kept FTPR, erased {removed} partition(s), dropped {} of {} entries, cleared the EFFS flag, fixed the checksum",
+        parts.len() - 1,
+        parts.len()
     ));
     plan.partitions = parts;
     // Module removal, then (optionally) relocation; gen 2 relocates only

@@ -1,6 +1,6 @@
 //! Carrying out a [`Decision`] on a copy of the image.
 
-use super::plan::{Decision, StripKind};
+use super::plan::{Decision, StripKind, Target};
 use super::{
     descriptor_edit, diff, gen2, gen3, partitions, relocate, NeutralizeError, Options, Plan,
 };
@@ -15,23 +15,7 @@ pub(super) fn apply(
     d: &Decision,
 ) -> Result<(Vec<u8>, Plan), NeutralizeError> {
     let mut out = image.to_vec();
-    let mut plan = Plan {
-        options: *options,
-        target: d.target.clone(),
-        actions: Vec::new(),
-        skipped: d.skipped.clone(),
-        partitions: Vec::new(),
-        modules: Vec::new(),
-        relocated: None,
-        minimum_me_size: None,
-        disable_bit: Vec::new(),
-        me_master: None,
-        input_len: image.len() as u64,
-        output_len: 0,
-        changed: Vec::new(),
-        changed_bytes: 0,
-        result_state: String::new(),
-    };
+    let mut plan = empty_plan(image, options, Some(d));
     if let Some(kind) = d.strip {
         let region = out
             .get_mut(d.me_range.clone())
@@ -90,8 +74,29 @@ pub(super) fn apply(
     Ok((out, plan))
 }
 
+/// A plan with nothing done yet.
+pub(super) fn empty_plan(image: &[u8], options: &Options, d: Option<&Decision>) -> Plan {
+    Plan {
+        options: *options,
+        target: d.map_or_else(Target::default, |d| d.target.clone()),
+        actions: Vec::new(),
+        skipped: d.map_or_else(Vec::new, |d| d.skipped.clone()),
+        partitions: Vec::new(),
+        modules: Vec::new(),
+        relocated: None,
+        minimum_me_size: None,
+        disable_bit: Vec::new(),
+        me_master: None,
+        input_len: image.len() as u64,
+        output_len: 0,
+        changed: Vec::new(),
+        changed_bytes: 0,
+        result_state: String::new(),
+    }
+}
+
 /// Strips the ME `region` in place; returns the minimum region size.
-fn strip(
+pub(super) fn strip(
     region: &mut [u8],
     kind: StripKind,
     options: &Options,

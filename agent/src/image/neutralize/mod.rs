@@ -182,6 +182,31 @@ pub fn dry_run(image: &[u8], options: &Options) -> Result<Plan, NeutralizeError>
     neutralize(image, options).map(|o| o.plan)
 }
 
+/// The strip steps run straight on `region` bytes, without the checks of
+/// [`plan`] that normally gate them — for fuzzing the strip code itself
+/// with hostile bytes (it must return errors, never panic). Not for use.
+#[doc(hidden)]
+pub fn strip_unchecked(
+    region: &[u8],
+    gen3: bool,
+    relocate: bool,
+) -> Result<Vec<u8>, NeutralizeError> {
+    let mut out = region.to_vec();
+    let kind = if gen3 {
+        plan::StripKind::Gen3
+    } else {
+        plan::StripKind::Gen2
+    };
+    let options = Options {
+        mode: Mode::Strip,
+        relocate,
+        ..Options::default()
+    };
+    let mut plan = apply::empty_plan(region, &options, None);
+    apply::strip(&mut out, kind, &options, &mut plan)?;
+    Ok(out)
+}
+
 /// Ranges where `a` and `b` differ (over the common length), plus the
 /// tail of the longer one.
 pub(crate) fn diff(a: &[u8], b: &[u8]) -> Vec<ByteRange> {

@@ -19,9 +19,9 @@ use crate::image::me::{Family, Generation, Layout, RegionState, Signature};
 use super::{Mode, NeutralizeError, Options};
 
 /// What the image was read as (from `inspect`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
 pub struct Target {
-    pub input: InputKind,
+    pub input: Option<InputKind>,
     /// "ME 8.0.20.1513", "CSME 14.0.10.1204", …
     pub firmware: Option<String>,
     pub generation: Option<Generation>,
@@ -168,7 +168,7 @@ fn target(report: &ImageReport) -> Target {
         None => (None, None),
     };
     Target {
-        input: report.input,
+        input: Some(report.input),
         firmware: region.and_then(|r| {
             let f = family_name(r.family?);
             Some(match r.version {

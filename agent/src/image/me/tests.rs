@@ -675,3 +675,42 @@ fn random_byte_damage_never_panics() {
         }
     }
 }
+
+#[test]
+fn every_code_partition_manifest_is_checked_not_only_ftpr() {
+    for s in [
+        synth::gen3_stock(),
+        synth::ifwi16(),
+        synth::ifwi17(),
+        synth::glk_bpdt(),
+    ] {
+        let r = parse(&s.bytes);
+        let nftp = r
+            .manifests
+            .iter()
+            .find(|m| m.name == "NFTP.man")
+            .expect("NFTP.man reported");
+        assert!(matches!(nftp.signature, Signature::Consistent { .. }));
+        assert!(
+            r.manifests[0].name.starts_with("FTPR"),
+            "FTPR manifest stays first"
+        );
+        let mut b = s.bytes.clone();
+        b[nftp.offset as usize + 0x2C] ^= 1;
+        corrupted_at(&parse(&b), nftp.offset, "NFTP.man signature inconsistent");
+    }
+}
+
+#[test]
+fn a_manifest_without_a_key_is_unchecked_not_corrupted() {
+    let s = synth::ifwi16();
+    let r = parse(&s.bytes);
+    let rbep = r.manifests.iter().find(|m| m.name == "RBEP.man").unwrap();
+    let mut b = s.bytes.clone();
+    let at = rbep.offset as usize;
+    b[at + 0x80..at + 0x80 + 0x104].fill(0); // modulus and exponent
+    let r = parse(&b);
+    let rbep = r.manifests.iter().find(|m| m.name == "RBEP.man").unwrap();
+    assert!(matches!(&rbep.signature, Signature::Unchecked { why } if why.contains("unsigned")));
+    assert_eq!(r.state, RegionState::Stock);
+}

@@ -59,7 +59,10 @@ impl Corpus {
     pub fn open_or_skip(who: &str) -> Option<Corpus> {
         let dir = corpus_dir();
         if !dir.join("CORPUS.tsv").exists() {
-            eprintln!("SKIPPED {who}: no corpus at {} (set FORTROS_CORPUS)", dir.display());
+            eprintln!(
+                "SKIPPED {who}: no corpus at {} (set FORTROS_CORPUS)",
+                dir.display()
+            );
             return None;
         }
         match Corpus::open(&dir) {
@@ -98,7 +101,9 @@ impl Corpus {
                 (Section::Full, [label, size, sha]) => {
                     let label = label.strip_prefix("full:").ok_or_else(|| bad_line(line))?;
                     let size = size.parse().map_err(|_| bad_line(line))?;
-                    corpus.full_images.insert(label.to_string(), (size, sha.to_string()));
+                    corpus
+                        .full_images
+                        .insert(label.to_string(), (size, sha.to_string()));
                 }
                 (Section::Cleaner, [input, options, exit, size, sha]) => {
                     corpus.cleaner_outputs.push(CleanerOutput {
@@ -173,7 +178,10 @@ impl Corpus {
 /// The ME region base from a descriptor (FLVALSIG at 0x10, FLMAP0 FRBA,
 /// FLREG2), read minimally: this is test support, not the parser under test.
 fn me_region_base(desc: &[u8]) -> Option<usize> {
-    let u32_at = |o: usize| desc.get(o..o + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()));
+    let u32_at = |o: usize| {
+        desc.get(o..o + 4)
+            .map(|b| u32::from_le_bytes(b.try_into().unwrap()))
+    };
     if u32_at(0x10)? != 0x0FF0_A55A {
         return None;
     }
@@ -183,7 +191,10 @@ fn me_region_base(desc: &[u8]) -> Option<usize> {
 }
 
 fn bad_line(line: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad CORPUS.tsv line: {line}"))
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("bad CORPUS.tsv line: {line}"),
+    )
 }
 
 fn not_found(what: &str) -> std::io::Error {

@@ -8,6 +8,10 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod flash;
+pub mod inspect;
+pub mod probe;
+
 /// Exit code for success.
 pub const EXIT_OK: i32 = 0;
 /// Exit code for an operational failure.
@@ -16,16 +20,31 @@ pub const EXIT_FAILURE: i32 = 1;
 pub const EXIT_BAD_INPUT: i32 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "fortros-agent", version, about = "FortrOS preboot enrollment agent")]
+#[command(
+    name = "fortros-agent",
+    version,
+    about = "FortrOS preboot enrollment agent"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Say what ME is in a flash image (full, descriptor or ME region) and in what state.
+    Inspect(inspect::InspectArgs),
+    /// Flash access: info, read, write (safe engine), recover.
+    Flash(flash::FlashArgs),
+    /// Read the live Intel ME (HFSTS, MEI, MKHI, AMTHI, Boot Guard) and classify it.
+    Probe(probe::ProbeArgs),
+}
 
 /// Runs one parsed command line and returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
-    match cli.command {}
+    match cli.command {
+        Command::Inspect(args) => inspect::run(&args),
+        Command::Flash(a) => flash::run(a),
+        Command::Probe(args) => probe::run(args),
+    }
 }

@@ -4,4 +4,5 @@
 
 pub mod flash;
 pub mod mei;
+pub mod msr;
 pub mod tpm;

@@ -84,6 +84,16 @@ check_tpm() {
   result tpm.getrandom "$r"
 }
 
+# Runs the agent (built in with build-initramfs --agent) with the arguments of
+# fortros.agent= (comma-separated); its output goes to the report as single
+# lines (pretty JSON stays valid JSON with its newlines removed).
+check_agent() {
+  /bin/fortros-agent $(arg fortros.agent | tr , ' ') > /tmp/agent.out 2> /tmp/agent.err
+  result agent.exit $?
+  result agent.stdout "$(tr -d '\n' < /tmp/agent.out)"
+  result agent.stderr "$(tr '\n' ' ' < /tmp/agent.err)"
+}
+
 # The static test client prints RESULT lines itself; copy them to the report port.
 client() { /bin/meiclient "$@" > /tmp/mc.out 2>&1; cat /tmp/mc.out; grep '^RESULT' /tmp/mc.out >&3; }
 
@@ -93,6 +103,8 @@ for t in $(arg fortros.test | tr , ' '); do
     mkhi) client mkhi ;;
     amthi) client amthi ;;
     meiclient) client $(arg fortros.meiclient | tr , ' ') ;;
+    # fortros.agent=probe,--json runs "/bin/fortros-agent probe --json"
+    agent) check_agent ;;
     mtd) check_mtd ;;
     tpm) check_tpm ;;
     shell) setsid cttyhack sh ;;

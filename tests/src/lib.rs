@@ -69,6 +69,8 @@ pub enum Image {
     Base,
     /// plus the static MEI test client.
     MeiClient,
+    /// plus the static agent (/bin/fortros-agent) and the MEI test client.
+    Agent,
 }
 
 /// Builds (once per test process) the initramfs of this kind.
@@ -82,8 +84,14 @@ pub fn initramfs(kind: Image) -> PathBuf {
     let out = work().join(format!("e2e/initramfs-{kind:?}.cpio.gz"));
     let mut cmd = Command::new(root().join("scripts/build-initramfs"));
     cmd.arg(&out);
-    if kind == Image::MeiClient {
-        cmd.arg("--meiclient");
+    match kind {
+        Image::Base => {}
+        Image::MeiClient => {
+            cmd.arg("--meiclient");
+        }
+        Image::Agent => {
+            cmd.args(["--meiclient", "--agent"]);
+        }
     }
     let st = cmd.status().expect("run scripts/build-initramfs");
     assert!(st.success(), "scripts/build-initramfs failed: {st}");

@@ -202,6 +202,24 @@ fn every_corpus_me_region_matches_the_reference() {
             "{who}: a manifest verifies with {:?}: {:?}",
             e.scheme, r.manifests
         );
+        assert!(
+            r.manifests[0].known_key.is_some(),
+            "{who}: the FTPR key is a pinned one"
+        );
+        // Every other manifest verifies too, or carries no key at all.
+        for m in r
+            .manifests
+            .iter()
+            .filter(|m| f.label != "whitley" || m.name != "FTPR.man")
+        {
+            assert!(
+                matches!(m.signature, Signature::Consistent { .. })
+                    || matches!(&m.signature, Signature::Unchecked { why } if why.contains("unsigned")),
+                "{who}: {} {:?}",
+                m.name,
+                m.signature
+            );
+        }
         checked += 1;
     }
     assert_eq!(checked, EXPECT.len(), "every expectation met a corpus file");

@@ -10,6 +10,12 @@
 //!   (Apollo Lake / Gemini Lake); the result is then given to
 //!   [`parse_me_region`] as a sub-slice.
 //!
+//! Inside: `bytes` (bounded reads, erased-block map), `fpt` (`$FPT`),
+//! `ifwi` (CSE layout tables, BPDT), `cpd` (`$CPD`), `manifest` and
+//! `signature` (`$MN2`/`$MAN`, RSA checks), `mme` (gen 2 module table,
+//! LLUT), `keys` (pinned key ids), `analyze` (the walk and the verdicts).
+//! docs/me-region.md explains the states for an operator.
+//!
 //! Every offset in the returned values is relative to the start of the slice
 //! given to [`parse_me_region`] (the "region offset"). Nothing here claims a
 //! firmware is Intel-signed: a signature that verifies against the key

@@ -174,6 +174,12 @@ impl MeiClient {
         Ok(MeiClient { file, path, props })
     }
 
+    /// A client over an already-connected file (tests use a socket pair).
+    #[cfg(test)]
+    fn from_parts(file: File, path: PathBuf, props: ClientProperties) -> Self {
+        MeiClient { file, path, props }
+    }
+
     /// Properties the firmware reported on connect.
     pub fn properties(&self) -> ClientProperties {
         self.props
@@ -211,6 +217,13 @@ impl MeiClient {
             .file
             .read(&mut buf)
             .map_err(|e| self.io_error("read", e))?;
+        if n == 0 {
+            // End of file: the other side is gone.
+            return Err(MeiError::Disconnected {
+                path: self.path.clone(),
+                revents: 0,
+            });
+        }
         buf.truncate(n);
         Ok(buf)
     }
@@ -293,6 +306,54 @@ mod tests {
             MKHI_UUID.to_string(),
             "8e6a6715-9abc-4043-88ef-9e39c6f63e0f"
         );
+    }
+
+    fn pair(max: u32) -> (MeiClient, std::os::unix::net::UnixStream) {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let file = File::from(std::os::fd::OwnedFd::from(a));
+        let props = ClientProperties {
+            max_msg_length: max,
+            protocol_version: 1,
+        };
+        (MeiClient::from_parts(file, "pair".into(), props), b)
+    }
+
+    #[test]
+    fn receive_waits_with_a_bound() {
+        let (mut c, _peer) = pair(64);
+        let err = c.receive(Duration::from_millis(30)).unwrap_err();
+        assert!(matches!(err, MeiError::Timeout { .. }), "{err}");
+    }
+
+    #[test]
+    fn one_message_each_way() {
+        let (mut c, mut peer) = pair(64);
+        c.send(&[0xFF, 0x02, 0, 0]).unwrap();
+        let mut got = [0u8; 4];
+        peer.read_exact(&mut got).unwrap();
+        assert_eq!(got, [0xFF, 0x02, 0, 0]);
+        peer.write_all(&[0xFF, 0x82, 0, 0, 1, 2]).unwrap();
+        assert_eq!(
+            c.receive(Duration::from_secs(5)).unwrap(),
+            vec![0xFF, 0x82, 0, 0, 1, 2]
+        );
+        let err = c.send(&[0u8; 65]).unwrap_err();
+        assert!(matches!(
+            err,
+            MeiError::TooLong {
+                len: 65,
+                max: 64,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn peer_gone_is_a_disconnect_not_a_hang() {
+        let (mut c, peer) = pair(64);
+        drop(peer);
+        let err = c.receive(Duration::from_secs(5)).unwrap_err();
+        assert!(matches!(err, MeiError::Disconnected { .. }), "{err}");
     }
 
     #[test]

@@ -32,6 +32,8 @@ struct Walk<'a> {
     ftpr: Option<(u64, Presence)>,
     /// The first damage met: what and where.
     damage: Option<(String, u64)>,
+    /// A `$CPD` whose checksum8 does not match: partition name, offset.
+    cpd_checksum_bad: Option<(String, u64)>,
 }
 
 impl<'a> Walk<'a> {
@@ -48,6 +50,7 @@ impl<'a> Walk<'a> {
             mme_header_size: None,
             ftpr: None,
             damage: None,
+            cpd_checksum_bad: None,
         }
     }
 
@@ -199,17 +202,10 @@ fn code_partition(w: &mut Walk<'_>, offset: u64, length: u64) {
         Ok(d) => d,
         Err(e) => return w.damage_err(&e),
     };
-    if !dir.checksum_ok {
-        // CSSPS uses a checksum rule nobody has documented: only flag the
-        // mismatch once the family is known not to be CSSPS (in `finish`).
-        w.modules.push(Module {
-            partition: dir.partition_name.clone(),
-            name: "$CPD".into(),
-            offset: Some(dir.offset),
-            length: 0,
-            compression: Compression::Unknown,
-            present: false,
-        });
+    if !dir.checksum_ok && w.cpd_checksum_bad.is_none() {
+        // CSSPS uses a checksum rule nobody has documented: the mismatch is
+        // damage only once the family is known not to be CSSPS (`finish`).
+        w.cpd_checksum_bad = Some((dir.partition_name.clone(), dir.offset));
     }
     let main_manifest = format!("{}.man", dir.partition_name);
     // The partition's own manifest first, then any other (e.g. FTPR2.man).
@@ -303,6 +299,7 @@ fn ifwi_layout(region: &[u8], table: LayoutTable) -> Result<Walk<'_>, MeError> {
     if table.crc_ok == Some(false) {
         w.damage("CSE layout table 1.7 CRC-32 mismatch", 0x14);
     }
+    check_no_overlap(&mut w, &table);
     if let Some((off, size)) = table.data {
         w.partitions
             .push(layout_partition(region, "data", off, size));
@@ -332,6 +329,29 @@ fn ifwi_layout(region: &[u8], table: LayoutTable) -> Result<Walk<'_>, MeError> {
     Ok(w)
 }
 
+/// The layout table's partitions share one flash range: they must not
+/// overlap (unlike `$FPT` entries, where stock images nest containers).
+fn check_no_overlap(w: &mut Walk<'_>, table: &LayoutTable) {
+    let spans: Vec<(u64, u64)> = table
+        .data
+        .iter()
+        .copied()
+        .chain(table.boot.iter().map(|&(_, o, s)| (o, s)))
+        .collect();
+    let overlaps = |a: &(u64, u64), b: &(u64, u64)| {
+        a.0 < b.0.saturating_add(b.1) && b.0 < a.0.saturating_add(a.1)
+    };
+    for (i, a) in spans.iter().enumerate() {
+        if let Some(b) = spans.iter().skip(i + 1).find(|b| overlaps(a, b)) {
+            let what = format!(
+                "CSE layout table: partitions [{:#x}, +{:#x}) and [{:#x}, +{:#x}) overlap",
+                a.0, a.1, b.0, b.1
+            );
+            w.damage(what, 0x10);
+        }
+    }
+}
+
 fn layout_partition(region: &[u8], name: &str, offset: u64, length: u64) -> Partition {
     Partition {
         name: name.to_string(),
@@ -351,6 +371,11 @@ fn boot_partition(w: &mut Walk<'_>, index: u8, base: u64, limit: u64) {
         Ok(e) => e,
         Err(e) => return w.damage_err(&e),
     };
+    match ifwi::bpdt_crc_ok(w.region, base) {
+        Ok(Some(false)) => w.damage("BPDT CRC-32 mismatch", base + 8),
+        Err(e) => w.damage_err(&e),
+        _ => {}
+    }
     for e in &entries {
         let name = match cpd::parse(w.region, e.offset) {
             Ok(d) => d.partition_name,
@@ -404,15 +429,9 @@ fn finish(mut w: Walk<'_>) -> MeRegion {
             s.platform = Some(if (s.raw >> 10) & 3 == 1 { "LP" } else { "H" });
         }
     }
-    // A `$CPD` checksum mismatch was parked as a pseudo-module; it is damage
-    // unless the firmware is CSSPS (whose rule differs).
-    if let Some(i) = w.modules.iter().position(|m| m.name == "$CPD") {
-        let m = w.modules.remove(i);
+    if let Some((name, offset)) = w.cpd_checksum_bad.take() {
         if family != Some(Family::Cssps) {
-            w.damage(
-                format!("{} $CPD checksum8 mismatch", m.partition),
-                m.offset.unwrap_or(0),
-            );
+            w.damage(format!("{name} $CPD checksum mismatch"), offset);
         }
     }
     let state = state(&w);

@@ -2,7 +2,7 @@
 //! region start, and BPDTs (boot partition descriptor tables) with their
 //! secondary tables.
 
-use super::bytes::{has_tag, slice, u16_at, u32_at};
+use super::bytes::{has_tag, slice, u16_at, u32_at, u8_at};
 use super::MeError;
 
 const TABLE: &str = "CSE layout table";
@@ -185,4 +185,20 @@ pub(crate) fn type_name(t: u16) -> String {
     NAMES
         .get(usize::from(t))
         .map_or_else(|| format!("type {t}"), |s| s.to_string())
+}
+
+/// BPDT version 2 (IFWI 1.7) carries a CRC-32 at +8 over the table from +4
+/// to the end of its entries, the CRC field zeroed (verified on CSME 16.1).
+/// `None` for version 1 tables, whose checksum rule is not established.
+pub(crate) fn bpdt_crc_ok(region: &[u8], at: u64) -> Result<Option<bool>, MeError> {
+    if u8_at(region, at + 6, BPDT)? != 2 {
+        return Ok(None);
+    }
+    let count = u64::from(u16_at(region, at + 4, BPDT)?);
+    let stored = u32_at(region, at + 8, BPDT)?;
+    let mut h = crc32fast::Hasher::new();
+    h.update(slice(region, at + 4, 4, BPDT)?);
+    h.update(&[0; 4]);
+    h.update(slice(region, at + 0xC, 0xC + count * 12, BPDT)?);
+    Ok(Some(h.finalize() == stored))
 }

@@ -92,11 +92,10 @@ pub(crate) fn parse(
                 ),
                 _ => {
                     let len = u64::from(m.compressed);
-                    (
-                        Some(m.data_offset),
-                        len,
-                        !is_erased(clipped(region, m.data_offset, len)),
-                    )
+                    (Some(m.data_offset), len, {
+                        let data = clipped(region, m.data_offset, len);
+                        !data.is_empty() && !is_erased(data)
+                    })
                 }
             };
             Module {
@@ -188,7 +187,9 @@ impl Llut {
             return false;
         };
         let first = rel / self.chunk_size;
-        let last = first + u64::from(m.uncompressed) / self.chunk_size;
+        // Bounded by the table: a hostile size must not make this loop long.
+        let last =
+            (first + u64::from(m.uncompressed) / self.chunk_size).min(self.chunks.len() as u64);
         let mut owned = (first..=last)
             .filter_map(|i| {
                 usize::try_from(i)

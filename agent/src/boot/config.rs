@@ -1,0 +1,375 @@
+//! The agent's configuration, `/etc/fortros/agent.toml` in the initramfs:
+//! where the org is and how to trust it, what to do on failure, how to hand
+//! off to the OS, which flash and modules to use.
+//!
+//! ```toml
+//! [org]
+//! url = "http://10.0.2.100:18080"
+//! public_key = "<64 hex digits: the org's ed25519 public key>"
+//!
+//! [failure]
+//! policy = "continue"          # or "stop": no OS boot after a failure
+//!
+//! [handoff]
+//! method = "kexec"             # or "switch_root", or "none" (power off)
+//! root = "/dev/vdb"            # the OS root device, mounted read-only
+//! fstype = "ext4"
+//! kernel = "/boot/vmlinuz"     # kexec: paths inside the root
+//! initrd = "/boot/initrd.img"
+//! cmdline = "console=ttyS0 root=/dev/vdb"
+//! init = "/sbin/init"          # switch_root: the OS's init
+//!
+//! [flash]
+//! device = "mtd"               # file:PATH, mtd, mtd:/dev/mtdN, flashrom:PROGRAMMER
+//! journal = "/fortros/flash.journal"
+//!
+//! [network]
+//! interface = "eth0"           # DHCP through busybox udhcpc; omit to skip
+//!
+//! [[modules]]
+//! name = "block2mtd"
+//! params = "block2mtd=/dev/vda,4096"
+//! ```
+
+use serde::Deserialize;
+
+/// Where PID 1 reads the config.
+pub const CONFIG_PATH: &str = "/etc/fortros/agent.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: String, message: String },
+    #[error("{path}: {field}: {what}")]
+    Invalid {
+        path: String,
+        field: &'static str,
+        what: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub org: Org,
+    #[serde(default)]
+    pub failure: Failure,
+    #[serde(default)]
+    pub handoff: Handoff,
+    #[serde(default)]
+    pub flash: FlashConfig,
+    #[serde(default)]
+    pub network: Option<Network>,
+    #[serde(default)]
+    pub modules: Vec<Module>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Org {
+    pub url: String,
+    /// Hex of the org's 32-byte ed25519 public key (checked at parse).
+    pub public_key: String,
+}
+
+impl Org {
+    /// The public key bytes (validated when the config was parsed).
+    pub fn public_key_bytes(&self) -> [u8; 32] {
+        hex::decode(&self.public_key)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .unwrap_or([0; 32])
+    }
+}
+
+/// What to do when enrollment or policy application fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// Say so on the console and boot the OS anyway (the flash is never
+    /// left half-written either way).
+    #[default]
+    Continue,
+    /// Say so and do not boot the OS: power off.
+    Stop,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Failure {
+    #[serde(default)]
+    pub policy: FailurePolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HandoffMethod {
+    Kexec,
+    SwitchRoot,
+    /// Power off after the agent's work (tests, or a measure-only node).
+    #[default]
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Handoff {
+    #[serde(default)]
+    pub method: HandoffMethod,
+    pub root: Option<String>,
+    #[serde(default = "default_fstype")]
+    pub fstype: String,
+    pub kernel: Option<String>,
+    pub initrd: Option<String>,
+    #[serde(default)]
+    pub cmdline: String,
+    #[serde(default = "default_init")]
+    pub init: String,
+}
+
+impl Default for Handoff {
+    fn default() -> Self {
+        Handoff {
+            method: HandoffMethod::None,
+            root: None,
+            fstype: default_fstype(),
+            kernel: None,
+            initrd: None,
+            cmdline: String::new(),
+            init: default_init(),
+        }
+    }
+}
+
+fn default_fstype() -> String {
+    "ext4".into()
+}
+fn default_init() -> String {
+    "/sbin/init".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlashConfig {
+    #[serde(default = "default_device")]
+    pub device: String,
+    pub journal: Option<String>,
+}
+
+impl Default for FlashConfig {
+    fn default() -> Self {
+        FlashConfig {
+            device: default_device(),
+            journal: None,
+        }
+    }
+}
+
+fn default_device() -> String {
+    "mtd".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Network {
+    pub interface: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Module {
+    pub name: String,
+    #[serde(default)]
+    pub params: String,
+}
+
+impl Config {
+    /// Parses and validates a config; `path` only names it in errors.
+    pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.into(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        let invalid = |field, what: String| ConfigError::Invalid {
+            path: path.into(),
+            field,
+            what,
+        };
+        if !(cfg.org.url.starts_with("http://") || cfg.org.url.starts_with("https://")) {
+            return Err(invalid(
+                "org.url",
+                format!("{:?} is not an http(s) URL", cfg.org.url),
+            ));
+        }
+        match hex::decode(&cfg.org.public_key) {
+            Ok(k) if k.len() == 32 => {}
+            _ => {
+                return Err(invalid(
+                    "org.public_key",
+                    "must be 64 hex digits (an ed25519 public key)".into(),
+                ))
+            }
+        }
+        let h = &cfg.handoff;
+        match h.method {
+            HandoffMethod::Kexec => {
+                if h.root.is_none() || h.kernel.is_none() {
+                    return Err(invalid(
+                        "handoff",
+                        "kexec needs root (the OS device) and kernel (a path in it)".into(),
+                    ));
+                }
+            }
+            HandoffMethod::SwitchRoot => {
+                if h.root.is_none() {
+                    return Err(invalid(
+                        "handoff",
+                        "switch_root needs root (the OS device)".into(),
+                    ));
+                }
+            }
+            HandoffMethod::None => {}
+        }
+        for p in [&h.kernel, &h.initrd]
+            .into_iter()
+            .flatten()
+            .chain([&h.init])
+        {
+            if !p.starts_with('/') {
+                return Err(invalid(
+                    "handoff",
+                    format!("{p:?} must be an absolute path inside the root"),
+                ));
+            }
+        }
+        if h.cmdline.contains('\0') {
+            return Err(invalid("handoff.cmdline", "contains a NUL byte".into()));
+        }
+        if cfg.modules.iter().any(|m| m.name.is_empty()) {
+            return Err(invalid("modules", "a module without a name".into()));
+        }
+        Ok(cfg)
+    }
+
+    /// Reads [`CONFIG_PATH`] (or another path).
+    pub fn load(path: &str) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
+    fn full() -> String {
+        format!(
+            r#"
+[org]
+url = "http://10.0.2.100:18080"
+public_key = "{KEY}"
+
+[failure]
+policy = "stop"
+
+[handoff]
+method = "kexec"
+root = "/dev/vdb"
+kernel = "/boot/vmlinuz"
+initrd = "/boot/initrd.img"
+cmdline = "console=ttyS0"
+
+[flash]
+device = "mtd:/dev/mtd0"
+journal = "/fortros/flash.journal"
+
+[network]
+interface = "eth0"
+
+[[modules]]
+name = "virtio_pci"
+
+[[modules]]
+name = "block2mtd"
+params = "block2mtd=/dev/vda,4096"
+"#
+        )
+    }
+
+    #[test]
+    fn parses_a_full_config() {
+        let c = Config::parse(&full(), "agent.toml").unwrap();
+        assert_eq!(c.failure.policy, FailurePolicy::Stop);
+        assert_eq!(c.handoff.method, HandoffMethod::Kexec);
+        assert_eq!(c.handoff.fstype, "ext4");
+        assert_eq!(c.handoff.init, "/sbin/init");
+        assert_eq!(c.flash.device, "mtd:/dev/mtd0");
+        assert_eq!(c.network.unwrap().interface, "eth0");
+        assert_eq!(c.modules[1].params, "block2mtd=/dev/vda,4096");
+        assert_eq!(c.org.public_key_bytes()[0], 0xd7);
+    }
+
+    #[test]
+    fn minimal_config_takes_safe_defaults() {
+        let c = Config::parse(
+            &format!("[org]\nurl = \"https://org.example\"\npublic_key = \"{KEY}\"\n"),
+            "a",
+        )
+        .unwrap();
+        assert_eq!(c.failure.policy, FailurePolicy::Continue);
+        assert_eq!(c.handoff.method, HandoffMethod::None);
+        assert_eq!(c.flash.device, "mtd");
+        assert!(c.flash.journal.is_none());
+        assert!(c.network.is_none());
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_field() {
+        let bad_key = full().replace(KEY, "abcd");
+        let e = Config::parse(&bad_key, "agent.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("agent.toml: org.public_key"), "{e}");
+
+        let typo = full().replace("policy = \"stop\"", "policy = \"halt\"");
+        let e = Config::parse(&typo, "agent.toml").unwrap_err().to_string();
+        assert!(e.contains("agent.toml") && e.contains("halt"), "{e}");
+
+        let unknown = full().replace("[network]", "[network]\nbogus = 1");
+        let e = Config::parse(&unknown, "agent.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+
+        let no_kernel = full().replace("kernel = \"/boot/vmlinuz\"\n", "");
+        let e = Config::parse(&no_kernel, "agent.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kexec needs"), "{e}");
+
+        let rel = full().replace("\"/boot/vmlinuz\"", "\"boot/vmlinuz\"");
+        assert!(Config::parse(&rel, "a").is_err());
+
+        let url = full().replace("http://10.0.2.100:18080", "10.0.2.100");
+        assert!(Config::parse(&url, "a")
+            .unwrap_err()
+            .to_string()
+            .contains("org.url"));
+
+        assert!(Config::parse("not toml [", "a").is_err());
+        assert!(Config::load("/nonexistent/agent.toml")
+            .unwrap_err()
+            .to_string()
+            .contains("/nonexistent/agent.toml"));
+    }
+}

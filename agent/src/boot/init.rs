@@ -1,0 +1,210 @@
+//! The agent as `/init` (PID 1): the boot sequence and the failure policy.
+//!
+//! 1. mount proc, sys, devtmpfs, /tmp, /run;
+//! 2. log to /dev/kmsg and the console;
+//! 3. read the config;
+//! 4. load the configured kernel modules (with their dependencies);
+//! 5. open the flash, finish or roll back an interrupted write (journal),
+//!    read the whole flash once, hashing while reading;
+//! 6. bring the network up (DHCP);
+//! 7. run the agent's work (measure, enroll, apply policy): a hook, so the
+//!    enrollment code plugs in here;
+//! 8. hand off (kexec, switch_root, or power off).
+//!
+//! A failure in steps 3–7 is printed on the console as one clear line. With
+//! failure policy `continue` the OS still boots; with `stop` the machine
+//! powers off without booting it. Either way the flash is never left
+//! half-written: the write engine restores or keeps its journal, and the next
+//! boot's step 5 finishes the job. PID 1 never exits (the kernel would panic).
+
+use super::config::{Config, FailurePolicy, CONFIG_PATH};
+use super::{handoff, logging, modules, mounts, network};
+use crate::hw::flash::journal::FileJournal;
+use crate::hw::flash::recovery::{recover, RecoveryReport};
+use crate::hw::flash::{open_spec, read_image, Flash, FlashImage};
+
+/// What the agent's work gets from the boot sequence.
+pub struct BootContext {
+    pub config: Config,
+    /// The flash, if it could be opened.
+    pub flash: Option<Box<dyn Flash>>,
+    /// The whole flash as read at this boot, with its SHA-256.
+    pub image: Option<FlashImage>,
+    /// What journal recovery did at this boot, if a write had been interrupted.
+    pub recovery: Option<RecoveryReport>,
+    /// Set when the flash must not be written at this boot (recovery could
+    /// not make it consistent, or it could not be read): the reason.
+    pub flash_write_blocked: Option<String>,
+    /// Failures so far, one line each.
+    pub failures: Vec<String>,
+}
+
+/// What PID 1 does after its work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    HandOff,
+    /// Do not boot the OS: power off, with this reason on the console.
+    Stop(String),
+}
+
+/// The failure policy as a pure decision.
+pub fn next_step(policy: FailurePolicy, failures: &[String]) -> Next {
+    match (policy, failures.first()) {
+        (_, None) | (FailurePolicy::Continue, Some(_)) => Next::HandOff,
+        (FailurePolicy::Stop, Some(first)) => Next::Stop(format!(
+            "{} failure(s), first: {first}; the org's failure policy is stop",
+            failures.len()
+        )),
+    }
+}
+
+/// Prints a line on the console even if logging is not up.
+fn say(line: &str) {
+    log::error!("{line}");
+    if !log::log_enabled!(log::Level::Error) {
+        eprintln!("fortros: {line}");
+    }
+}
+
+/// Step 5: journal recovery, then the one full read.
+fn flash_step(ctx: &mut BootContext) {
+    let spec = ctx.config.flash.device.clone();
+    let mut flash = match open_spec(&spec) {
+        Ok(f) => f,
+        Err(e) => {
+            ctx.failures.push(format!("flash {spec}: {e}"));
+            ctx.flash_write_blocked = Some("flash could not be opened".into());
+            return;
+        }
+    };
+    if let Some(path) = ctx.config.flash.journal.clone() {
+        let mut journal = FileJournal::new(&path);
+        match recover(flash.as_mut(), &mut journal, 3) {
+            Ok(r) => ctx.recovery = r,
+            Err(e) => {
+                ctx.failures.push(format!("flash recovery: {e}"));
+                ctx.flash_write_blocked = Some(e.to_string());
+            }
+        }
+    }
+    match read_image(flash.as_mut()) {
+        Ok(img) => {
+            log::info!("flash {}: SHA-256 {}", flash.name(), img.sha256_hex());
+            ctx.image = Some(img);
+        }
+        Err(e) => {
+            ctx.failures.push(format!("flash read: {e}"));
+            ctx.flash_write_blocked = Some("flash could not be read".into());
+        }
+    }
+    ctx.flash = Some(flash);
+}
+
+/// Runs the boot sequence with `work` as step 7. Never returns.
+pub fn run(work: &mut dyn FnMut(&mut BootContext) -> Result<(), String>) -> ! {
+    let mount_result = mounts::mount_early();
+    logging::init(log::LevelFilter::Info);
+    if let Err(e) = mount_result {
+        say(&format!("early mounts: {e}"));
+    }
+    log::info!("FortrOS agent {} as PID 1", env!("CARGO_PKG_VERSION"));
+
+    let config = match Config::load(CONFIG_PATH) {
+        Ok(c) => c,
+        Err(e) => {
+            say(&format!(
+                "config: {e}; cannot enroll or hand off: powering off"
+            ));
+            let e = handoff::power_off();
+            say(&e.to_string());
+            halt_forever();
+        }
+    };
+    let mut ctx = BootContext {
+        config,
+        flash: None,
+        image: None,
+        recovery: None,
+        flash_write_blocked: None,
+        failures: Vec::new(),
+    };
+
+    let wanted: Vec<(String, String)> = ctx
+        .config
+        .modules
+        .iter()
+        .map(|m| (m.name.clone(), m.params.clone()))
+        .collect();
+    if !wanted.is_empty() {
+        if let Err(e) = modules::load_all(&modules::modules_dir(), &wanted) {
+            ctx.failures.push(format!("modules: {e}"));
+        }
+    }
+    flash_step(&mut ctx);
+    if let Some(net) = ctx.config.network.clone() {
+        if let Err(e) = network::bring_up("busybox", &net.interface) {
+            ctx.failures.push(format!("network: {e}"));
+        }
+    }
+    if let Err(e) = work(&mut ctx) {
+        ctx.failures.push(e);
+    }
+    for f in &ctx.failures {
+        say(&format!("FAILED: {f}"));
+    }
+    // Close the flash (block2mtd syncs on close) before leaving.
+    drop(ctx.flash.take());
+    match next_step(ctx.config.failure.policy, &ctx.failures) {
+        Next::Stop(reason) => {
+            say(&format!("STOP: not booting the OS: {reason}"));
+            say(&handoff::power_off().to_string());
+        }
+        Next::HandOff => {
+            log::info!("handing off: {:?}", ctx.config.handoff.method);
+            say(&handoff::hand_off(&ctx.config.handoff).to_string());
+            say("handoff failed: powering off");
+            say(&handoff::power_off().to_string());
+        }
+    }
+    halt_forever()
+}
+
+/// The work step of a build without enrollment wired in: prints the
+/// measurement on the console as `FORTROS-FLASH-SHA256=<hex>` (a line the
+/// QEMU tests read) and does nothing else. Enrollment replaces this.
+pub fn measure_only(ctx: &mut BootContext) -> Result<(), String> {
+    let img = ctx
+        .image
+        .as_ref()
+        .ok_or_else(|| "no flash image to measure".to_string())?;
+    println!("FORTROS-FLASH-SHA256={}", img.sha256_hex());
+    if let Some(r) = &ctx.recovery {
+        println!("FORTROS-FLASH-RECOVERY={:?}", r.decision);
+    }
+    Ok(())
+}
+
+/// The last resort of a PID 1 that must not exit.
+fn halt_forever() -> ! {
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_policy() {
+        assert_eq!(next_step(FailurePolicy::Stop, &[]), Next::HandOff);
+        assert_eq!(
+            next_step(FailurePolicy::Continue, &["x".into()]),
+            Next::HandOff
+        );
+        match next_step(FailurePolicy::Stop, &["enroll: refused".into(), "y".into()]) {
+            Next::Stop(r) => assert!(r.contains("2 failure(s), first: enroll: refused"), "{r}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

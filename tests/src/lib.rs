@@ -1,0 +1,232 @@
+//! Harness for the end-to-end tests: boots QEMU test nodes through
+//! `scripts/run-node`, with the MEI emulator served from this process (so a
+//! test can read what the emulator saw), and parses the `RESULT key value`
+//! lines the guest writes to its `report` serial port.
+//!
+//! When QEMU or the guest kernel are missing (scripts/fetch-qemu and
+//! scripts/fetch-kernel not run), tests print a SKIPPED line and pass, unless
+//! `FORTROS_REQUIRE_QEMU` is set (scripts/test sets it): then they fail.
+
+use fortros_meiemu::{Event, Listener, Scenario};
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+/// The checkout root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// Where fetched and built artefacts live ($FORTROS_WORK, default .work/).
+pub fn work() -> PathBuf {
+    std::env::var_os("FORTROS_WORK")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".work"))
+}
+
+/// Returns false (after printing SKIPPED) when the node cannot boot here and
+/// that is allowed; panics when it is required.
+pub fn node_available(test: &str) -> bool {
+    let w = work();
+    let missing: Vec<&str> = [
+        (w.join("qemu/.complete"), "QEMU (scripts/fetch-qemu)"),
+        (
+            w.join("kernel/current/.complete"),
+            "guest kernel (scripts/fetch-kernel)",
+        ),
+    ]
+    .iter()
+    .filter(|(p, _)| !p.exists())
+    .map(|(_, what)| *what)
+    .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var_os("FORTROS_REQUIRE_QEMU").is_some() {
+        panic!(
+            "{test}: FORTROS_REQUIRE_QEMU is set but {} missing under {}",
+            missing.join(" and "),
+            w.display()
+        );
+    }
+    println!(
+        "SKIPPED {test}: {} missing under {}",
+        missing.join(" and "),
+        w.display()
+    );
+    false
+}
+
+/// What goes into the initramfs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Image {
+    /// busybox test init + modules.
+    Base,
+    /// plus the static MEI test client.
+    MeiClient,
+}
+
+/// Builds (once per test process) the initramfs of this kind.
+pub fn initramfs(kind: Image) -> PathBuf {
+    static BUILT: OnceLock<Mutex<BTreeMap<Image, PathBuf>>> = OnceLock::new();
+    let map = BUILT.get_or_init(|| Mutex::new(BTreeMap::new()));
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = map.get(&kind) {
+        return p.clone();
+    }
+    let out = work().join(format!("e2e/initramfs-{kind:?}.cpio.gz"));
+    let mut cmd = Command::new(root().join("scripts/build-initramfs"));
+    cmd.arg(&out);
+    if kind == Image::MeiClient {
+        cmd.arg("--meiclient");
+    }
+    let st = cmd.status().expect("run scripts/build-initramfs");
+    assert!(st.success(), "scripts/build-initramfs failed: {st}");
+    map.insert(kind, out.clone());
+    out
+}
+
+/// One boot's settings.
+pub struct Boot<'a> {
+    /// Unique per test: the output directory name.
+    pub name: &'a str,
+    pub image: Image,
+    /// Checks for the test init (fortros.test=...).
+    pub checks: &'a str,
+    /// Extra kernel command line.
+    pub append: &'a str,
+    /// Scenario TOML for the emulated ME; None = no ME device at all.
+    pub scenario: Option<&'a str>,
+    /// Raw SPI image to attach as the first virtio disk.
+    pub spi: Option<&'a Path>,
+    /// Attach a fresh swtpm.
+    pub tpm: bool,
+}
+
+impl Default for Boot<'_> {
+    fn default() -> Self {
+        Boot {
+            name: "node",
+            image: Image::Base,
+            checks: "",
+            append: "",
+            scenario: None,
+            spi: None,
+            tpm: false,
+        }
+    }
+}
+
+/// What came back from a boot.
+pub struct Outcome {
+    pub dir: PathBuf,
+    /// RESULT lines by key (a key may repeat, e.g. kmsg).
+    pub results: BTreeMap<String, Vec<String>>,
+    /// The serial console (kernel messages and the init's output).
+    pub console: String,
+    /// What the emulator saw, when there was one.
+    pub events: Vec<Event>,
+}
+
+impl Outcome {
+    /// The single value of `key`; panics with the whole report when absent.
+    pub fn get(&self, key: &str) -> &str {
+        match self.results.get(key).and_then(|v| v.first()) {
+            Some(v) => v,
+            None => panic!(
+                "no RESULT {key} in the report of {}; console:\n{}",
+                self.dir.display(),
+                self.console
+            ),
+        }
+    }
+
+    pub fn kmsg(&self) -> String {
+        self.results
+            .get("kmsg")
+            .map(|v| v.join("\n"))
+            .unwrap_or_default()
+    }
+}
+
+/// Boots a node and waits for it to power off.
+pub fn boot(b: &Boot) -> Outcome {
+    let initrd = initramfs(b.image);
+    let dir = work().join("e2e").join(b.name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the boot's output dir");
+    let mut cmd = Command::new(root().join("scripts/run-node"));
+    cmd.arg("--initrd")
+        .arg(&initrd)
+        .arg("--out")
+        .arg(&dir)
+        .arg("--timeout")
+        .arg("180")
+        .arg("--append")
+        .arg(format!("fortros.test={} {}", b.checks, b.append));
+    if let Some(spi) = b.spi {
+        cmd.arg("--spi").arg(spi);
+    }
+    if b.tpm {
+        cmd.arg("--tpm").arg(dir.join("tpm"));
+    }
+    let mut emulator = None;
+    let socket = dir.join("mei.sock");
+    if let Some(text) = b.scenario {
+        let scenario = Scenario::from_toml(text)
+            .and_then(Scenario::resolve)
+            .expect("test scenario is valid");
+        let listener = Listener::bind(&socket, scenario).expect("bind the MEI emulator socket");
+        emulator = Some(std::thread::spawn(move || listener.serve()));
+        cmd.arg("--mei-socket").arg(&socket);
+    }
+    let status = cmd.status().expect("run scripts/run-node");
+    let events = match emulator {
+        Some(t) => {
+            if !t.is_finished() {
+                // QEMU never connected (or is gone): unblock the accept.
+                let _ = UnixStream::connect(&socket);
+            }
+            t.join().map(|(ev, _)| ev).unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
+    let console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+    let report = std::fs::read_to_string(dir.join("report.txt")).unwrap_or_default();
+    let mut results: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in report.lines() {
+        if let Some(rest) = line.strip_prefix("RESULT ") {
+            let (k, v) = rest.split_once(' ').unwrap_or((rest, ""));
+            results
+                .entry(k.to_string())
+                .or_default()
+                .push(v.to_string());
+        }
+    }
+    let out = Outcome {
+        dir,
+        results,
+        console,
+        events,
+    };
+    assert!(
+        status.success(),
+        "run-node failed ({status}); console:\n{}",
+        out.console
+    );
+    assert_eq!(
+        out.results
+            .get("end")
+            .and_then(|v| v.first())
+            .map(String::as_str),
+        Some("ok"),
+        "the guest init did not finish; console:\n{}",
+        out.console
+    );
+    out
+}

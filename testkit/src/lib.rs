@@ -3,5 +3,5 @@
 //! corpus of real ME images ([`corpus`]).
 
 pub mod corpus;
-pub mod synth;
 pub mod swtpm;
+pub mod synth;

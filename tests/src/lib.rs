@@ -114,6 +114,8 @@ pub struct Boot<'a> {
     pub spi: Option<&'a Path>,
     /// Attach a fresh swtpm.
     pub tpm: bool,
+    /// User-mode networking (virtio-net).
+    pub net: bool,
 }
 
 impl Default for Boot<'_> {
@@ -126,6 +128,7 @@ impl Default for Boot<'_> {
             scenario: None,
             spi: None,
             tpm: false,
+            net: false,
         }
     }
 }
@@ -182,6 +185,9 @@ pub fn boot(b: &Boot) -> Outcome {
     }
     if b.tpm {
         cmd.arg("--tpm").arg(dir.join("tpm"));
+    }
+    if b.net {
+        cmd.arg("--net");
     }
     let mut emulator = None;
     let socket = dir.join("mei.sock");

@@ -27,9 +27,11 @@ pub(super) fn apply(
         let min = strip(region, kind, options, &mut plan)?;
         plan.minimum_me_size = min;
         if options.truncate {
+            // Cut later, after the re-check of the whole stripped region
+            // (see `neutralize`): only bytes past the kept data go.
             match min {
                 Some(m) if (m as usize) < out.len() => {
-                    out.truncate(m as usize);
+                    plan.truncate_to = Some(m);
                     plan.actions
                         .push(format!("truncated the ME region file to {m:#x} bytes"));
                 }
@@ -92,6 +94,7 @@ pub(super) fn empty_plan(image: &[u8], options: &Options, d: Option<&Decision>) 
         changed: Vec::new(),
         changed_bytes: 0,
         result_state: String::new(),
+        truncate_to: None,
     }
 }
 

@@ -119,8 +119,11 @@ pub struct Plan {
     /// length; a truncated tail is one more range).
     pub changed: Vec<ByteRange>,
     pub changed_bytes: u64,
-    /// The state `inspect` gives the output.
+    /// The state `inspect` gives the output (before truncation: the
+    /// re-check reads the whole stripped region).
     pub result_state: String,
+    /// Length the ME region file was cut to (`--truncate`).
+    pub truncate_to: Option<u64>,
 }
 
 /// The new image and how it was made.
@@ -171,8 +174,16 @@ impl NeutralizeError {
 /// Neutralizes `image` as `options` ask. The input is only read.
 pub fn neutralize(image: &[u8], options: &Options) -> Result<Outcome, NeutralizeError> {
     let decision = plan::decide(image, options)?;
-    let (out, mut plan) = apply::apply(image, options, &decision)?;
+    let (mut out, mut plan) = apply::apply(image, options, &decision)?;
     plan.result_state = verify::verify(image, &out, &decision, &plan)?;
+    if let Some(len) = plan.truncate_to {
+        // Only bytes past the kept data (+ spare blocks) go; the kept data
+        // was checked above.
+        out.truncate(len as usize);
+        plan.output_len = out.len() as u64;
+        plan.changed = diff(image, &out);
+        plan.changed_bytes = plan.changed.iter().map(|r| r.end - r.start).sum();
+    }
     Ok(Outcome { plan, image: out })
 }
 

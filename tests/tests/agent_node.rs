@@ -288,7 +288,7 @@ fn agent_as_pid1_hands_off_with_kexec() {
         agent_config(
             "[flash]\ndevice = \"mtd\"\n\n[handoff]\nmethod = \"kexec\"\n\
              kernel = \"/boot/vmlinuz\"\ninitrd = \"/boot/initrd.img\"\n\
-             cmdline = \"console=ttyS0 panic=-1 quiet loglevel=4 fortros.handoff=kexec-test\"\n",
+             cmdline = \"console=ttyS0 panic=-1 quiet loglevel=4 no_timer_check fortros.handoff=kexec-test\"\n",
         ),
     )
     .unwrap();

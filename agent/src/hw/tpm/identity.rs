@@ -149,11 +149,20 @@ pub fn attest_report<T: Transport>(
 ) -> Result<ReportEvidence, IdentityError> {
     let ak = load_ak(tpm)?;
     let result = (|| {
-        let (ek, persistent) = load_ek(tpm)?;
-        report.node.ek_public = Some(Bytes(ek.public.clone()));
-        if !persistent {
-            let _ = tpm.flush(ek.handle);
-        }
+        // Without an EK the report still goes out (the org then cannot run
+        // MakeCredential and says so); the quote is what must not fail.
+        report.node.ek_public = match load_ek(tpm) {
+            Ok((ek, persistent)) => {
+                if !persistent {
+                    let _ = tpm.flush(ek.handle);
+                }
+                Some(Bytes(ek.public))
+            }
+            Err(e) => {
+                log::warn!("EK unavailable, reporting without it: {e}");
+                None
+            }
+        };
         report.node.ek_certificate = ek_certificate(tpm).map(Bytes);
         measure_me_state(tpm, report)?;
         sign_report(tpm, &ak, report)

@@ -57,6 +57,19 @@ impl Report {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
     }
+
+    /// The digest of the measured ME state that the agent extends into the
+    /// ME-state PCR: SHA-256 of `"fortros me-state v1\0"` followed by the
+    /// postcard bytes of `(flash, live_me, network)`. A verifier recomputes
+    /// it from the report to replay the PCR.
+    pub fn me_state_digest(&self) -> Result<[u8; 32], codec::CodecError> {
+        use sha2::{Digest, Sha256};
+        let body = codec::encode("ME state", &(&self.flash, &self.live_me, &self.network))?;
+        let mut h = Sha256::new();
+        h.update(b"fortros me-state v1\0");
+        h.update(&body);
+        Ok(h.finalize().into())
+    }
 }
 
 impl Policy {

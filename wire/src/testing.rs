@@ -6,19 +6,11 @@
 use crate::bytes::{Bytes, Digest32};
 use crate::envelope::{ReportEvidence, ENVELOPE_FORMAT};
 use crate::report::*;
-use crate::tpm::{self, attr, ClockInfo, EcdsaSignature, PcrSelection, QuoteAttest, Writer};
+use crate::tpm::{self, ClockInfo, EcdsaSignature, PcrSelection, QuoteAttest, Writer};
 use crate::REPORT_FORMAT;
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use sha2::{Digest, Sha256};
-
-/// The AK attributes the agent uses (restricted signing, TPM-resident).
-pub const AK_ATTRIBUTES: u32 = attr::FIXED_TPM
-    | attr::FIXED_PARENT
-    | attr::SENSITIVE_DATA_ORIGIN
-    | attr::USER_WITH_AUTH
-    | attr::RESTRICTED
-    | attr::SIGN;
 
 /// A P-256 key in software standing in for a TPM AK.
 pub struct SoftAk {
@@ -35,7 +27,7 @@ impl SoftAk {
         let point = key.verifying_key().to_encoded_point(false);
         let mut w = Writer::new();
         tpm::marshal_ecc_p256_public(
-            AK_ATTRIBUTES,
+            tpm::AK_ATTRIBUTES,
             tpm::ALG_ECDSA,
             point.x().expect("uncompressed"),
             point.y().expect("uncompressed"),

@@ -30,6 +30,17 @@ pub mod attr {
     pub const SIGN: u32 = 1 << 18;
 }
 
+/// The attributes of the FortrOS attestation key: TPM-resident
+/// (fixedTPM, fixedParent, sensitiveDataOrigin), restricted signing (it
+/// signs only TPM-generated structures such as quotes), usable with a
+/// password (empty) authorization.
+pub const AK_ATTRIBUTES: u32 = attr::FIXED_TPM
+    | attr::FIXED_PARENT
+    | attr::SENSITIVE_DATA_ORIGIN
+    | attr::USER_WITH_AUTH
+    | attr::RESTRICTED
+    | attr::SIGN;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TpmParseError {
     #[error("{structure}: needs {needed} bytes at offset {offset}, only {available} left")]

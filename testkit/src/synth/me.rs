@@ -372,6 +372,42 @@ fn cse_ftpr(
     cpd_version: u8,
     modules: &[&str],
 ) -> (Vec<u8>, usize) {
+    cse_partition("FTPR", key, version, cpd_version, modules)
+}
+
+/// A CSE code partition `name`: `$CPD` with `<name>.man` signed with `key`,
+/// then each module and its `.met`. Returns the bytes and the manifest's
+/// offset within them.
+pub fn cse_partition(
+    name: &str,
+    key: &TestKey,
+    version: [u16; 4],
+    cpd_version: u8,
+    modules: &[&str],
+) -> (Vec<u8>, usize) {
+    // Each module gets a `.met` whose module-attributes extension (0x0A)
+    // holds the module's SHA-256; the manifest lists each `.met`'s SHA-256
+    // in an extension of its own. Hashes are stored byte-reversed, as Intel
+    // stores them.
+    let rev = |h: &[u8]| h.iter().rev().copied().collect::<Vec<u8>>();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut listed = Vec::new();
+    for (i, m) in modules.iter().enumerate() {
+        let code = filler(0x200 + 0x40 * i, i as u8);
+        let mut met = vec![0u8; 0x38];
+        met[0..4].copy_from_slice(&le32(0x0A));
+        met[4..8].copy_from_slice(&le32(0x38));
+        met[0xC..0x10].copy_from_slice(&le32(code.len() as u32));
+        met[0x10..0x14].copy_from_slice(&le32(code.len() as u32));
+        met[0x18..0x38].copy_from_slice(&rev(&Sha256::digest(&code)));
+        listed.extend_from_slice(&rev(&Sha256::digest(&met)));
+        files.push((m.to_string(), code));
+        files.push((format!("{m}.met"), met));
+    }
+    let mut body = cse_extensions();
+    body.extend_from_slice(&le32(0x0F));
+    body.extend_from_slice(&le32(8 + listed.len() as u32));
+    body.extend_from_slice(&listed);
     let man = manifest(
         key,
         ManifestSpec {
@@ -379,15 +415,12 @@ fn cse_ftpr(
             svn: 3,
             module_count: 0,
         },
-        &cse_extensions(),
+        &body,
     );
-    let mut files: Vec<(&str, Vec<u8>)> = vec![("FTPR.man", man)];
-    let names: Vec<String> = modules.iter().map(|m| format!("{m}.met")).collect();
-    for (i, m) in modules.iter().enumerate() {
-        files.push((m, filler(0x200 + 0x40 * i, i as u8)));
-        files.push((names[i].as_str(), filler(0x40, 0x77)));
-    }
-    let (bytes, offsets) = cpd("FTPR", cpd_version, &files);
+    let man_name = format!("{name}.man");
+    let mut all: Vec<(&str, Vec<u8>)> = vec![(man_name.as_str(), man)];
+    all.extend(files.iter().map(|(n, d)| (n.as_str(), d.clone())));
+    let (bytes, offsets) = cpd(name, cpd_version, &all);
     (bytes, offsets[0])
 }
 
@@ -571,7 +604,7 @@ pub fn gen3_stock() -> SynthMe {
     let mfs = ftpr + ftpr_len;
     put(&mut buf, mfs, &filler(0x2000, 9));
     let nftp = mfs + 0x2000;
-    let (nftp_part, _) = cpd("NFTP", 1, &[("NFTP.man", filler(0x100, 4))]);
+    let (nftp_part, _) = cse_partition("NFTP", &RSA2048_E17, [11, 8, 82, 3838], 1, &["pavp"]);
     put(&mut buf, nftp, &nftp_part);
     let mut invalid = entry("ROMB", 0, 0, 0);
     invalid.valid = false;
@@ -646,12 +679,12 @@ pub fn ifwi16() -> SynthMe {
     put(&mut buf, 0x40, &0x22u64.to_le_bytes());
     data_partition(&mut buf, data, 0x20);
     let (ftpr_part, man) = cse_ftpr(&RSA2048_E17, [14, 0, 10, 1204], 1, CSE_MODULES);
-    let (rbep, _) = cpd("RBEP", 1, &[("rbe", filler(0x400, 7))]);
+    let (rbep, _) = cse_partition("RBEP", &RSA2048_E17, [14, 0, 10, 1204], 1, &["rbe"]);
     put(&mut buf, bp1 + 0x1000, &rbep);
     put(&mut buf, bp1 + 0x3000, &ftpr_part);
     let table = bpdt(1, &[(1, 0x1000, 0x2000), (2, 0x3000, 0xD000), (9, 0, 0)]);
     put(&mut buf, bp1, &table);
-    let (nftp, _) = cpd("NFTP", 1, &[("NFTP.man", filler(0x100, 8))]);
+    let (nftp, _) = cse_partition("NFTP", &RSA2048_E17, [14, 0, 10, 1204], 1, &["pavp"]);
     put(&mut buf, bp2 + 0x1000, &nftp);
     put(&mut buf, bp2, &bpdt(1, &[(7, 0x1000, 0x7000)]));
     buf.truncate(0x20000);
@@ -692,7 +725,7 @@ pub fn ifwi17() -> SynthMe {
     let (ftpr_part, man) = cse_ftpr(&RSA3072, [16, 1, 30, 2307], 2, CSE_MODULES);
     put(&mut buf, bp1 + 0x1000, &ftpr_part);
     put(&mut buf, bp1, &bpdt(2, &[(2, 0x1000, 0x1E000)]));
-    let (nftp, _) = cpd("NFTP", 2, &[("NFTP.man", filler(0x100, 8))]);
+    let (nftp, _) = cse_partition("NFTP", &RSA3072, [16, 1, 30, 2307], 2, &["pavp"]);
     put(&mut buf, bp3 + 0x1000, &nftp);
     put(&mut buf, bp3, &bpdt(2, &[(7, 0x1000, 0x7000)]));
     buf.truncate(0x30000);
@@ -719,7 +752,7 @@ pub fn glk_bpdt() -> SynthMe {
     );
     put(&mut buf, 0x1000, &ftpr_part);
     put(&mut buf, 0x18000, &bpdt(1, &[(7, 0x19000, 0x4000)]));
-    let (nftp, _) = cpd("NFTP", 1, &[("NFTP.man", filler(0x100, 8))]);
+    let (nftp, _) = cse_partition("NFTP", &RSA2048_E17, [4, 0, 50, 2083], 1, &["pavp"]);
     put(&mut buf, 0x19000, &nftp);
     put(
         &mut buf,

@@ -2,14 +2,16 @@
 //! table to the FTPR, its manifest(s) and modules, then decides family,
 //! generation and state.
 
-use super::bytes::{clipped, has_tag, is_erased};
+use super::bytes::{clipped, has_tag, slice, ErasedMap};
 use super::cpd::{self, Cpd};
 use super::fpt::{self, span_presence, Fpt};
 use super::ifwi::{self, LayoutTable};
 use super::manifest::{self, Manifest};
+use super::met;
 use super::{
     keys, mme, Compression, Family, FptFacts, Generation, IfwiFacts, Layout, ManifestFacts,
-    MeError, MeRegion, Module, Partition, PartitionSource, Presence, RegionState, Signature, Sku,
+    MeError, MeRegion, Module, ModuleHash, Partition, PartitionSource, Presence, RegionState,
+    Signature, Sku,
 };
 
 /// Below this offset an FTPR has been moved towards the region start: stock
@@ -19,6 +21,8 @@ const RELOCATED_BELOW: u64 = 0x1000;
 /// What the walk collected; turned into an [`MeRegion`] at the end.
 struct Walk<'a> {
     region: &'a [u8],
+    /// Which blocks are erased, for presence checks.
+    erased: ErasedMap<'a>,
     layout: Layout,
     fpt: Option<FptFacts>,
     ifwi: Option<IfwiFacts>,
@@ -34,12 +38,18 @@ struct Walk<'a> {
     damage: Option<(String, u64)>,
     /// A `$CPD` whose checksum8 does not match: partition name, offset.
     cpd_checksum_bad: Option<(String, u64)>,
+    /// Manifests of the other code partitions (NFTP, RBEP, PMCP, …), with
+    /// the partition they belong to; reported after the FTPR ones.
+    other_manifests: Vec<(String, Manifest)>,
+    /// `$CPD` directories already read (containers can overlap).
+    seen_cpds: Vec<u64>,
 }
 
 impl<'a> Walk<'a> {
     fn new(region: &'a [u8], layout: Layout) -> Self {
         Walk {
             region,
+            erased: ErasedMap::new(region),
             layout,
             fpt: None,
             ifwi: None,
@@ -51,6 +61,8 @@ impl<'a> Walk<'a> {
             ftpr: None,
             damage: None,
             cpd_checksum_bad: None,
+            other_manifests: Vec::new(),
+            seen_cpds: Vec::new(),
         }
     }
 
@@ -140,7 +152,7 @@ fn classic(region: &[u8], fpt_offset: u64) -> Result<Walk<'_>, MeError> {
         w.damage("no FTPR or CODE partition in the $FPT", fpt_offset);
         return Ok(w);
     };
-    let presence = fpt::presence(region, ftpr);
+    let presence = fpt::presence(&w.erased, ftpr);
     w.ftpr = Some((ftpr.offset, presence));
     if matches!(
         presence,
@@ -154,7 +166,7 @@ fn classic(region: &[u8], fpt_offset: u64) -> Result<Walk<'_>, MeError> {
     }
     if cpd::is_cpd(region, ftpr.offset) {
         w.generation = Some(Generation::Gen3);
-        code_partition(&mut w, ftpr.offset, ftpr.length);
+        code_partition(&mut w, ftpr.offset, ftpr.length, true);
     } else {
         let gen1 = ftpr.name == "CODE" || has_tag(region, ftpr.offset + 0x1C, b"$MAN");
         w.generation = Some(if gen1 {
@@ -165,7 +177,7 @@ fn classic(region: &[u8], fpt_offset: u64) -> Result<Walk<'_>, MeError> {
         match manifest::parse(region, ftpr.offset, &ftpr.name) {
             Ok(m) => {
                 if !gen1 {
-                    match mme::parse(region, ftpr.offset, m.module_count, &ftpr.name) {
+                    match mme::parse(&w.erased, ftpr.offset, m.module_count, &ftpr.name) {
                         Ok(t) => {
                             w.mme_header_size = Some(t.header_size);
                             w.modules = t.modules;
@@ -177,6 +189,16 @@ fn classic(region: &[u8], fpt_offset: u64) -> Result<Walk<'_>, MeError> {
             }
             Err(e) => w.damage_err(&e),
         }
+    }
+    let others: Vec<(String, u64, u64)> = table
+        .entries
+        .iter()
+        .filter(|e| e.valid && e.part_type == 0 && e.name != ftpr.name)
+        .filter(|e| fpt::presence(&w.erased, e) == Presence::Present)
+        .map(|e| (e.name.clone(), e.offset, e.length))
+        .collect();
+    for (name, offset, length) in others {
+        other_code_partition(&mut w, &name, offset, length);
     }
     Ok(w)
 }
@@ -191,13 +213,18 @@ fn take_fpt(w: &mut Walk<'_>, table: &Fpt) {
         };
         w.damage(what, table.facts.offset);
     }
-    w.partitions.extend(fpt::partitions(w.region, table));
+    let parts = fpt::partitions(&w.erased, table);
+    w.partitions.extend(parts);
     w.fpt = Some(table.facts.clone());
 }
 
-/// A `$CPD` code partition of `length` bytes at `offset`: its manifests and
-/// modules.
-fn code_partition(w: &mut Walk<'_>, offset: u64, length: u64) {
+/// A `$CPD` code partition of `length` bytes at `offset`: its manifests
+/// and, for the FTPR, its modules.
+fn code_partition(w: &mut Walk<'_>, offset: u64, length: u64, is_ftpr: bool) {
+    if w.seen_cpds.contains(&offset) {
+        return;
+    }
+    w.seen_cpds.push(offset);
     let dir = match cpd::parse(w.region, offset) {
         Ok(d) => d,
         Err(e) => return w.damage_err(&e),
@@ -215,7 +242,7 @@ fn code_partition(w: &mut Walk<'_>, offset: u64, length: u64) {
         .filter(|e| e.name.ends_with(".man"))
         .collect();
     mans.sort_by_key(|e| e.name != main_manifest);
-    if mans.first().map_or(true, |e| e.name != main_manifest) {
+    if is_ftpr && mans.first().map_or(true, |e| e.name != main_manifest) {
         w.damage(
             format!("{} has no {main_manifest}", dir.partition_name),
             dir.offset,
@@ -223,18 +250,60 @@ fn code_partition(w: &mut Walk<'_>, offset: u64, length: u64) {
     }
     for e in mans {
         match manifest::parse(w.region, e.offset, &e.name) {
-            Ok(m) => w.manifests.push(m),
+            Ok(m) if is_ftpr => w.manifests.push(m),
+            Ok(m) => w.other_manifests.push((dir.partition_name.clone(), m)),
             Err(err) => w.damage_err(&err),
         }
     }
-    w.modules
-        .extend(cpd_modules(w.region, &dir, offset, length));
+    if is_ftpr {
+        let mut modules = cpd_modules(&w.erased, &dir, offset, length);
+        let signed: Vec<&[u8]> = w
+            .manifests
+            .iter()
+            .filter_map(|m| {
+                slice(
+                    w.region,
+                    m.facts.offset,
+                    u64::from(m.facts.size),
+                    "manifest",
+                )
+                .ok()
+            })
+            .collect();
+        for m in modules
+            .iter_mut()
+            .filter(|m| m.present && !m.name.ends_with(".man") && !m.name.ends_with(".met"))
+        {
+            m.hash = met::check(w.region, &dir, &m.name, &signed);
+            if let Some(ModuleHash::Mismatch { why }) = &m.hash {
+                let (what, at) = (
+                    format!("module {}: {why}", m.name),
+                    m.offset.unwrap_or(offset),
+                );
+                w.damage(what, at);
+            }
+        }
+        w.modules.extend(modules);
+    }
+}
+
+/// Another code partition of a classic layout (gen 2: starts with its
+/// `$MN2`; gen 3: a `$CPD`): its manifests are checked too.
+fn other_code_partition(w: &mut Walk<'_>, name: &str, offset: u64, length: u64) {
+    if cpd::is_cpd(w.region, offset) {
+        code_partition(w, offset, length, false);
+    } else if has_tag(w.region, offset + 0x1C, b"$MN2") {
+        match manifest::parse(w.region, offset, name) {
+            Ok(m) => w.other_manifests.push((name.to_string(), m)),
+            Err(e) => w.damage_err(&e),
+        }
+    }
 }
 
 /// `$CPD` entries as modules. Like me_cleaner, an entry's data runs to the
 /// next entry's offset (the last one to the partition end), so a module
 /// removed by a cleaner shows up as all 0xFF.
-fn cpd_modules(region: &[u8], dir: &Cpd, part_offset: u64, part_length: u64) -> Vec<Module> {
+fn cpd_modules(map: &ErasedMap<'_>, dir: &Cpd, part_offset: u64, part_length: u64) -> Vec<Module> {
     let part_end = part_offset.saturating_add(part_length);
     let mut starts: Vec<u64> = dir.entries.iter().map(|e| e.offset).collect();
     starts.push(part_end);
@@ -249,7 +318,7 @@ fn cpd_modules(region: &[u8], dir: &Cpd, part_offset: u64, part_length: u64) -> 
                 .find(|&s| s > e.offset)
                 .unwrap_or(part_end);
             let span = end.saturating_sub(e.offset);
-            let data = clipped(region, e.offset, span);
+            let data = clipped(map.bytes, e.offset, span);
             Module {
                 partition: dir.partition_name.clone(),
                 name: e.name.clone(),
@@ -262,7 +331,8 @@ fn cpd_modules(region: &[u8], dir: &Cpd, part_offset: u64, part_length: u64) -> 
                 } else {
                     Compression::Unknown
                 },
-                present: data.is_empty() || !is_erased(data),
+                present: data.is_empty() || !map.erased(e.offset, span),
+                hash: None,
             }
         })
         .collect()
@@ -301,15 +371,15 @@ fn ifwi_layout(region: &[u8], table: LayoutTable) -> Result<Walk<'_>, MeError> {
     }
     check_no_overlap(&mut w, &table);
     if let Some((off, size)) = table.data {
-        w.partitions
-            .push(layout_partition(region, "data", off, size));
+        let part = layout_partition(&w.erased, "data", off, size);
+        w.partitions.push(part);
         let data = fpt::parse(region, off, off)?;
         take_fpt(&mut w, &data);
     }
     for &(i, off, size) in &table.boot {
-        w.partitions
-            .push(layout_partition(region, &format!("BP{i}"), off, size));
-        if span_presence(region, off, size) != Presence::Present {
+        let part = layout_partition(&w.erased, &format!("BP{i}"), off, size);
+        w.partitions.push(part);
+        if span_presence(&w.erased, off, size) != Presence::Present {
             w.damage(
                 format!("boot partition {i} [{off:#x}, +{size:#x}) is not in the region"),
                 off,
@@ -352,7 +422,7 @@ fn check_no_overlap(w: &mut Walk<'_>, table: &LayoutTable) {
     }
 }
 
-fn layout_partition(region: &[u8], name: &str, offset: u64, length: u64) -> Partition {
+fn layout_partition(region: &ErasedMap<'_>, name: &str, offset: u64, length: u64) -> Partition {
     Partition {
         name: name.to_string(),
         offset,
@@ -387,20 +457,27 @@ fn boot_partition(w: &mut Walk<'_>, index: u8, base: u64, limit: u64) {
             length: e.size,
             kind: ifwi::type_name(e.entry_type),
             valid: true,
-            presence: span_presence(w.region, e.offset, e.size),
+            presence: span_presence(&w.erased, e.offset, e.size),
             source: PartitionSource::Bpdt {
                 boot_partition: index,
                 secondary: e.secondary,
             },
         });
     }
+    for e in entries.iter().filter(|e| e.entry_type != ifwi::TYPE_FTPR) {
+        if span_presence(&w.erased, e.offset, e.size) == Presence::Present
+            && cpd::is_cpd(w.region, e.offset)
+        {
+            code_partition(w, e.offset, e.size, false);
+        }
+    }
     if let Some(f) = entries.iter().find(|e| e.entry_type == ifwi::TYPE_FTPR) {
         if w.ftpr.is_some() {
             return;
         }
-        w.ftpr = Some((f.offset, span_presence(w.region, f.offset, f.size)));
+        w.ftpr = Some((f.offset, span_presence(&w.erased, f.offset, f.size)));
         if cpd::is_cpd(w.region, f.offset) {
-            code_partition(w, f.offset, f.size);
+            code_partition(w, f.offset, f.size, true);
         } else {
             w.damage("FTPR sub-partition does not start with $CPD", f.offset);
         }
@@ -444,7 +521,12 @@ fn finish(mut w: Walk<'_>) -> MeRegion {
         fpt: w.fpt,
         ifwi: w.ifwi,
         partitions: w.partitions,
-        manifests: w.manifests.into_iter().map(|m| m.facts).collect(),
+        manifests: w
+            .manifests
+            .into_iter()
+            .chain(w.other_manifests.into_iter().map(|(_, m)| m))
+            .map(|m| m.facts)
+            .collect(),
         modules: w.modules,
         state,
     }
@@ -477,6 +559,33 @@ fn family(w: &Walk<'_>, main: Option<&ManifestFacts>) -> Option<Family> {
     })
 }
 
+/// `Corrupted` when a partition's manifests were checked and none of them
+/// is consistent with its embedded key.
+fn inconsistent_partition(manifests: &[&Manifest]) -> Option<RegionState> {
+    let checked: Vec<&&Manifest> = manifests
+        .iter()
+        .filter(|m| !matches!(m.facts.signature, Signature::Unchecked { .. }))
+        .collect();
+    if checked
+        .iter()
+        .any(|m| matches!(m.facts.signature, Signature::Consistent { .. }))
+    {
+        return None;
+    }
+    let m = checked.first()?;
+    let why = match &m.facts.signature {
+        Signature::Inconsistent { why, .. } => why.as_str(),
+        _ => "",
+    };
+    Some(RegionState::Corrupted {
+        what: format!(
+            "{} signature inconsistent with its embedded key: {why}",
+            m.facts.name
+        ),
+        offset: m.facts.offset,
+    })
+}
+
 /// Stock / cleaned / corrupted / unknown (reference §14).
 fn state(w: &Walk<'_>) -> RegionState {
     if let Some((what, offset)) = &w.damage {
@@ -485,30 +594,29 @@ fn state(w: &Walk<'_>) -> RegionState {
             offset: *offset,
         };
     }
-    // The FTPR's manifests: fine when at least one is consistent with its
-    // own key (CSSPS 5 carries an FTPR.man that is not, beside FTPR2.man).
-    let checked: Vec<&Manifest> = w
-        .manifests
-        .iter()
-        .filter(|m| !matches!(m.facts.signature, Signature::Unchecked { .. }))
-        .collect();
-    if !checked.is_empty()
-        && !checked
+    // Each code partition is intact when at least one of its manifests is
+    // consistent with its own key (CSSPS 5 carries an FTPR.man that is not,
+    // beside FTPR2.man). The FTPR first, then the others in table order.
+    let ftpr: Vec<&Manifest> = w.manifests.iter().collect();
+    if let Some(bad) = inconsistent_partition(&ftpr) {
+        return bad;
+    }
+    let mut partitions: Vec<&str> = Vec::new();
+    for (p, _) in &w.other_manifests {
+        if !partitions.contains(&p.as_str()) {
+            partitions.push(p);
+        }
+    }
+    for p in partitions {
+        let group: Vec<&Manifest> = w
+            .other_manifests
             .iter()
-            .any(|m| matches!(m.facts.signature, Signature::Consistent { .. }))
-    {
-        let m = checked[0];
-        let why = match &m.facts.signature {
-            Signature::Inconsistent { why, .. } => why.clone(),
-            _ => String::new(),
-        };
-        return RegionState::Corrupted {
-            what: format!(
-                "{} signature inconsistent with its embedded key: {why}",
-                m.facts.name
-            ),
-            offset: m.facts.offset,
-        };
+            .filter(|(q, _)| q == p)
+            .map(|(_, m)| m)
+            .collect();
+        if let Some(bad) = inconsistent_partition(&group) {
+            return bad;
+        }
     }
     let Some((ftpr_offset, ftpr_presence)) = w.ftpr else {
         return RegionState::Unknown {

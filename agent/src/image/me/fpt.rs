@@ -1,7 +1,7 @@
 //! The `$FPT` flash partition table: header (both lengths), its checksum
 //! (checksum8, or CRC-32 on header version 0x21) and its 32-byte entries.
 
-use super::bytes::{clipped, has_tag, is_erased, name, slice, sum8, u16_at, u32_at, u8_at};
+use super::bytes::{has_tag, name, slice, sum8, u16_at, u32_at, u8_at, ErasedMap};
 use super::{FptFacts, MeError, Partition, PartitionSource, Presence};
 
 const HEADER: &str = "$FPT header";
@@ -153,7 +153,7 @@ pub(crate) fn type_name(t: u8) -> String {
 }
 
 /// Where an entry's data is relative to the region's bytes.
-pub(crate) fn presence(region: &[u8], e: &FptEntry) -> Presence {
+pub(crate) fn presence(region: &ErasedMap<'_>, e: &FptEntry) -> Presence {
     if !e.valid || e.raw_offset == 0 || e.raw_offset == u32::MAX || e.length == 0 {
         return Presence::NoData;
     }
@@ -161,13 +161,13 @@ pub(crate) fn presence(region: &[u8], e: &FptEntry) -> Presence {
 }
 
 /// Presence of `[offset, offset+length)` in the region.
-pub(crate) fn span_presence(region: &[u8], offset: u64, length: u64) -> Presence {
-    let len = region.len() as u64;
+pub(crate) fn span_presence(region: &ErasedMap<'_>, offset: u64, length: u64) -> Presence {
+    let len = region.bytes.len() as u64;
     if offset >= len {
         Presence::OutOfRegion
     } else if offset.saturating_add(length) > len {
         Presence::Truncated
-    } else if is_erased(clipped(region, offset, length)) {
+    } else if region.erased(offset, length) {
         Presence::Erased
     } else {
         Presence::Present
@@ -175,7 +175,7 @@ pub(crate) fn span_presence(region: &[u8], offset: u64, length: u64) -> Presence
 }
 
 /// The entries as report partitions.
-pub(crate) fn partitions(region: &[u8], fpt: &Fpt) -> Vec<Partition> {
+pub(crate) fn partitions(region: &ErasedMap<'_>, fpt: &Fpt) -> Vec<Partition> {
     fpt.entries
         .iter()
         .map(|e| Partition {

@@ -89,7 +89,12 @@ pub(crate) fn parse(region: &[u8], offset: u64, name: &str) -> Result<Manifest, 
         slice(body, header_length, size - header_length, HEADER)?,
     ];
 
+    let unsigned = exponent == 0 || modulus.iter().all(|&b| b == 0);
     let signature = match (tag, key_len) {
+        // Seen on the GLK SMIP.man: an OEM manifest with no key at all.
+        _ if unsigned => Signature::Unchecked {
+            why: "the manifest carries no public key (unsigned)".into(),
+        },
         ("$MAN", _) => Signature::Unchecked {
             why: "SHA-1 $MAN (gen 1) signatures are not checked".into(),
         },

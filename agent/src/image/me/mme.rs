@@ -1,7 +1,7 @@
 //! Gen 2 module table (ME 6–10, TXE 1–2): the `$MME` headers after the FTPR
 //! manifest, and the Huffman LLUT whose chunks hold the Huffman modules.
 
-use super::bytes::{clipped, has_tag, is_erased, name, slice, u32_at};
+use super::bytes::{clipped, has_tag, name, slice, u32_at, ErasedMap};
 use super::{Compression, MeError, Module};
 
 const MME: &str = "$MME module header";
@@ -21,11 +21,12 @@ pub(crate) struct ModuleTable {
 /// Reads `count` module headers. The header size (0x60 ME, 0x80 TXE) is
 /// decided the way me_cleaner does: a second `$MME` tag at +0x60 or +0x80.
 pub(crate) fn parse(
-    region: &[u8],
+    map: &ErasedMap<'_>,
     manifest: u64,
     count: u32,
     partition: &str,
 ) -> Result<ModuleTable, MeError> {
+    let region = map.bytes;
     let first = manifest + FIRST_HEADER;
     if count == 0 || count > MAX_MODULES {
         return Err(MeError::Malformed {
@@ -85,16 +86,14 @@ pub(crate) fn parse(
         .into_iter()
         .map(|m| {
             let (offset, length, present) = match (&m.compression, &llut) {
-                (Compression::Huffman, Some(l)) => (
-                    None,
-                    u64::from(m.uncompressed),
-                    l.module_present(region, &m),
-                ),
+                (Compression::Huffman, Some(l)) => {
+                    (None, u64::from(m.uncompressed), l.module_present(map, &m))
+                }
                 _ => {
                     let len = u64::from(m.compressed);
                     (Some(m.data_offset), len, {
-                        let data = clipped(region, m.data_offset, len);
-                        !data.is_empty() && !is_erased(data)
+                        !clipped(region, m.data_offset, len).is_empty()
+                            && !map.erased(m.data_offset, len)
                     })
                 }
             };
@@ -105,6 +104,7 @@ pub(crate) fn parse(
                 length,
                 compression: m.compression,
                 present,
+                hash: None,
             }
         })
         .collect();
@@ -182,7 +182,7 @@ impl Llut {
     /// A Huffman module is present when it owns at least one chunk and every
     /// one of its chunks has data in the region that is not all 0xFF (a
     /// cleaner erases removed chunks, a truncation cuts them off).
-    fn module_present(&self, region: &[u8], m: &RawModule) -> bool {
+    fn module_present(&self, map: &ErasedMap<'_>, m: &RawModule) -> bool {
         let Some(rel) = u64::from(m.load_address).checked_sub(self.base) else {
             return false;
         };
@@ -199,8 +199,8 @@ impl Llut {
             .peekable();
         owned.peek().is_some()
             && owned.all(|start| {
-                let data = clipped(region, start, self.chunk_end(start).saturating_sub(start));
-                !data.is_empty() && !is_erased(data)
+                let len = self.chunk_end(start).saturating_sub(start);
+                !clipped(map.bytes, start, len).is_empty() && !map.erased(start, len)
             })
     }
 }

@@ -10,6 +10,12 @@
 //!   (Apollo Lake / Gemini Lake); the result is then given to
 //!   [`parse_me_region`] as a sub-slice.
 //!
+//! Inside: `bytes` (bounded reads, erased-block map), `fpt` (`$FPT`),
+//! `ifwi` (CSE layout tables, BPDT), `cpd` (`$CPD`), `manifest` and
+//! `signature` (`$MN2`/`$MAN`, RSA checks), `mme` (gen 2 module table,
+//! LLUT), `keys` (pinned key ids), `analyze` (the walk and the verdicts).
+//! docs/me-region.md explains the states for an operator.
+//!
 //! Every offset in the returned values is relative to the start of the slice
 //! given to [`parse_me_region`] (the "region offset"). Nothing here claims a
 //! firmware is Intel-signed: a signature that verifies against the key
@@ -24,6 +30,7 @@ mod fpt;
 mod ifwi;
 mod keys;
 mod manifest;
+mod met;
 mod mme;
 mod signature;
 #[cfg(test)]
@@ -257,6 +264,19 @@ pub struct Module {
     /// False when every byte of the data is 0xFF (removed by a cleaner),
     /// or, for Huffman modules, when all of its chunks are absent.
     pub present: bool,
+    /// CSE modules with a `.met`: the module's hash against its metadata,
+    /// whose own hash the signed manifest lists. `None` where the format
+    /// gives nothing to check against here (gen 2, CSME 12+ without `.met`).
+    pub hash: Option<ModuleHash>,
+}
+
+/// A module's data against the hash its signed metadata records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "verdict")]
+pub enum ModuleHash {
+    Matches,
+    Mismatch { why: String },
+    Unchecked { why: String },
 }
 
 /// Facts about the `$FPT` header itself.

@@ -145,6 +145,40 @@ fn gen2_huffman_modules_are_judged_by_their_llut_chunks() {
 }
 
 #[test]
+fn code_partition_with_man_manifest_is_gen1_and_unchecked() {
+    let s = synth::gen2_stock();
+    let mut b = s.bytes.clone();
+    let ftpr_entry = 0x10 + 0x20 + 3 * 0x20;
+    b[ftpr_entry..ftpr_entry + 4].copy_from_slice(b"CODE");
+    synth::refresh_fpt_checksum(&mut b, 0x10);
+    b[s.manifest + 0x1C..s.manifest + 0x20].copy_from_slice(b"$MAN");
+    let r = parse(&b);
+    assert_eq!(r.generation, Some(Generation::Gen1));
+    assert_eq!(r.family, Some(Family::Me));
+    assert!(
+        matches!(&r.manifests[0].signature, Signature::Unchecked { why } if why.contains("SHA-1"))
+    );
+    assert_eq!(r.state, RegionState::Stock);
+}
+
+#[test]
+fn fpt_at_offset_zero_without_rom_bypass_is_read() {
+    let mut b = synth::gen3_stock().bytes;
+    let table = b[0x10..0x10 + 0x20 + 4 * 0x20].to_vec();
+    b[..table.len()].copy_from_slice(&table);
+    let r = parse(&b);
+    assert_eq!(
+        r.layout,
+        Layout::ClassicFpt {
+            fpt_offset: 0,
+            rom_bypass: false
+        }
+    );
+    assert_eq!(r.state, RegionState::Stock);
+    assert_eq!(r.version.unwrap().to_string(), "11.8.82.3838");
+}
+
+#[test]
 fn gen3_stock_region_reads_as_built() {
     let s = synth::gen3_stock();
     let r = parse(&s.bytes);
@@ -640,4 +674,72 @@ fn random_byte_damage_never_panics() {
             let _ = parse_me_region(&b);
         }
     }
+}
+
+#[test]
+fn every_code_partition_manifest_is_checked_not_only_ftpr() {
+    for s in [
+        synth::gen3_stock(),
+        synth::ifwi16(),
+        synth::ifwi17(),
+        synth::glk_bpdt(),
+    ] {
+        let r = parse(&s.bytes);
+        let nftp = r
+            .manifests
+            .iter()
+            .find(|m| m.name == "NFTP.man")
+            .expect("NFTP.man reported");
+        assert!(matches!(nftp.signature, Signature::Consistent { .. }));
+        assert!(
+            r.manifests[0].name.starts_with("FTPR"),
+            "FTPR manifest stays first"
+        );
+        let mut b = s.bytes.clone();
+        b[nftp.offset as usize + 0x2C] ^= 1;
+        corrupted_at(&parse(&b), nftp.offset, "NFTP.man signature inconsistent");
+    }
+}
+
+#[test]
+fn a_manifest_without_a_key_is_unchecked_not_corrupted() {
+    let s = synth::ifwi16();
+    let r = parse(&s.bytes);
+    let rbep = r.manifests.iter().find(|m| m.name == "RBEP.man").unwrap();
+    let mut b = s.bytes.clone();
+    let at = rbep.offset as usize;
+    b[at + 0x80..at + 0x80 + 0x104].fill(0); // modulus and exponent
+    let r = parse(&b);
+    let rbep = r.manifests.iter().find(|m| m.name == "RBEP.man").unwrap();
+    assert!(matches!(&rbep.signature, Signature::Unchecked { why } if why.contains("unsigned")));
+    assert_eq!(r.state, RegionState::Stock);
+}
+
+#[test]
+fn module_hashes_follow_the_manifest_met_module_chain() {
+    let s = synth::gen3_stock();
+    let r = parse(&s.bytes);
+    let code: Vec<&Module> = r.modules.iter().filter(|m| !m.name.contains('.')).collect();
+    assert!(
+        code.iter().all(|m| m.hash == Some(ModuleHash::Matches)),
+        "{code:?}"
+    );
+    // One byte of module code changed: the .met hash no longer matches.
+    let pm = code.iter().find(|m| m.name == "pm").unwrap();
+    let mut b = s.bytes.clone();
+    b[pm.offset.unwrap() as usize + 5] ^= 1;
+    corrupted_at(
+        &parse(&b),
+        pm.offset.unwrap(),
+        "SHA-256 of pm differs from pm.met",
+    );
+    // The .met changed to match altered code: the manifest does not list it.
+    let met = r.modules.iter().find(|m| m.name == "pm.met").unwrap();
+    let mut b = s.bytes.clone();
+    b[met.offset.unwrap() as usize + 0x20] ^= 1;
+    corrupted_at(
+        &parse(&b),
+        pm.offset.unwrap(),
+        "pm.met is not the one the manifest lists",
+    );
 }

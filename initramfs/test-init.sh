@@ -84,8 +84,28 @@ check_tpm() {
   result tpm.getrandom "$r"
 }
 
+# Runs the agent (built in with build-initramfs --agent) with the arguments of
+# fortros.agent= (comma-separated); its output goes to the report as single
+# lines (pretty JSON stays valid JSON with its newlines removed).
+check_agent() {
+  /bin/fortros-agent $(arg fortros.agent | tr , ' ') > /tmp/agent.out 2> /tmp/agent.err
+  result agent.exit $?
+  result agent.stdout "$(tr -d '\n' < /tmp/agent.out)"
+  result agent.stderr "$(tr '\n' ' ' < /tmp/agent.err)"
+}
+
 # The static test client prints RESULT lines itself; copy them to the report port.
 client() { /bin/meiclient "$@" > /tmp/mc.out 2>&1; cat /tmp/mc.out; grep '^RESULT' /tmp/mc.out >&3; }
+
+# DHCP on the first NIC (the kernel has no ip=dhcp); user-mode networking
+# hands out 10.0.2.15 and maps the host's loopback to 10.0.2.2.
+check_net() {
+  ip link set lo up
+  if ! ip link set eth0 up 2>/dev/null; then result net.eth0 absent; return; fi
+  udhcpc -i eth0 -n -q -t 5 -T 1 -s /etc/udhcpc.script > /tmp/udhcpc.log 2>&1
+  result net.ipv4 "$(ip -4 addr show eth0 | awk '/inet /{print $2}')"
+  result net.route "$(ip route | awk '/^default/{print $3}')"
+}
 
 for t in $(arg fortros.test | tr , ' '); do
   case $t in
@@ -93,8 +113,11 @@ for t in $(arg fortros.test | tr , ' '); do
     mkhi) client mkhi ;;
     amthi) client amthi ;;
     meiclient) client $(arg fortros.meiclient | tr , ' ') ;;
+    # fortros.agent=probe,--json runs "/bin/fortros-agent probe --json"
+    agent) check_agent ;;
     mtd) check_mtd ;;
     tpm) check_tpm ;;
+    net) check_net ;;
     shell) setsid cttyhack sh ;;
     *) result unknown-check "$t" ;;
   esac

@@ -9,5 +9,6 @@
 
 pub mod boot;
 pub mod cli;
+pub mod enroll;
 pub mod hw;
 pub mod image;

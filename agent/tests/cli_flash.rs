@@ -252,3 +252,131 @@ fn unreadable_device_is_an_operational_failure() {
         stderr(&o)
     );
 }
+
+/// A "power cut": the writing process is killed at some point during a write
+/// of many blocks (wherever the kill lands), then `flash recover` runs. The
+/// image must end as exactly the old or exactly the new one, with the journal
+/// gone. Several kill points are tried; each must recover consistently.
+#[test]
+fn killed_write_recovers_to_old_or_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let size = 4 << 20;
+    let old: Vec<u8> = (0..size).map(|i| (i * 13 % 251) as u8).collect();
+    // Every 4 KiB block changes, in runs broken by an unchanged block every
+    // 8 blocks, so the write is many runs long.
+    let mut new = old.clone();
+    for (i, block) in new.chunks_mut(4096).enumerate() {
+        if i % 8 != 7 {
+            block[100] ^= 0xFF;
+        }
+    }
+    let new_path = dir.path().join("new.bin");
+    std::fs::write(&new_path, &new).unwrap();
+    let flash_path = dir.path().join("flash.bin");
+    let journal = dir.path().join("flash.journal");
+    let flash = format!("file:{}", flash_path.display());
+    let mut outcomes = Vec::new();
+    for delay_ms in [30u64, 150, 300, 500, 700, 900] {
+        std::fs::write(&flash_path, &old).unwrap();
+        let _ = std::fs::remove_file(&journal);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fortros-agent"))
+            .args([
+                "flash",
+                "write",
+                "-d",
+                &flash,
+                "--image",
+                new_path.to_str().unwrap(),
+                "--verified-policy-sha256",
+                &"ab".repeat(32),
+                "--backup-sha256",
+                &hex::encode(sha256(&old)),
+                "--platform-ok",
+                "test",
+                "--flmstr1",
+                "0xffffffff",
+                "--region",
+                &format!("1:0:{:#x}", size - 1),
+                "--journal",
+                journal.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let o = agent(&[
+            "flash",
+            "recover",
+            "--json",
+            "-d",
+            &flash,
+            "--journal",
+            journal.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let after = std::fs::read(&flash_path).unwrap();
+        assert!(
+            after == old || after == new,
+            "kill after {delay_ms} ms left a mixed image; recover said {}",
+            stdout(&o)
+        );
+        assert!(!journal.exists());
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        outcomes.push((
+            delay_ms,
+            v["decision"].as_str().unwrap_or("no journal").to_string(),
+        ));
+    }
+    println!("kill points and recoveries: {outcomes:?}");
+}
+
+/// Without --flmstr1, the flash's own descriptor decides: a synthetic v2
+/// descriptor whose host master may write BIOS but not ME.
+#[test]
+fn the_flashs_own_descriptor_decides_what_may_be_written() {
+    use fortros_testkit::synth::descriptor::DescriptorBuilder;
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = DescriptorBuilder::v2().build(); // host FLMSTR1 0x00a00f00
+    old.resize(8 << 20, 0xFF);
+    let flash_path = dir.path().join("flash.bin");
+    std::fs::write(&flash_path, &old).unwrap();
+    let flash = format!("file:{}", flash_path.display());
+    let write = |new: &[u8]| {
+        let p = dir.path().join("new.bin");
+        std::fs::write(&p, new).unwrap();
+        agent(&[
+            "flash",
+            "write",
+            "--json",
+            "-d",
+            &flash,
+            "--image",
+            p.to_str().unwrap(),
+            "--verified-policy-sha256",
+            &"ab".repeat(32),
+            "--backup-sha256",
+            &hex::encode(sha256(&old)),
+            "--platform-ok",
+            "synthetic",
+        ])
+    };
+    let mut me_change = old.clone();
+    me_change[0x1_0000] = 0; // ME region 0x1000..=0x1fffff
+    let o = write(&me_change);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("region 2 (ME)") && stderr(&o).contains("0x00a00f00"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(std::fs::read(&flash_path).unwrap() == old);
+
+    let mut bios_change = old.clone();
+    bios_change[0x30_0000] = 0; // BIOS region 0x200000..
+    let o = write(&bios_change);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(std::fs::read(&flash_path).unwrap() == bios_change);
+}

@@ -3,7 +3,7 @@
 //! reference §15. Skips, saying so, when the corpus is absent.
 
 use fortros_agent::image::me::{
-    find_ifwi_in_bios, parse_me_region, Family, Generation, Layout, MeRegion, Presence,
+    find_ifwi_in_bios, parse_me_region, Family, Generation, Layout, MeRegion, ModuleHash, Presence,
     RegionState, Signature, SignatureScheme, SkuType,
 };
 use fortros_testkit::corpus::Corpus;
@@ -346,4 +346,39 @@ fn no_ifwi_is_found_in_bios_regions_without_one() {
         find_ifwi_in_bios(&corpus.read("x210_me.bin").unwrap()),
         None
     );
+}
+
+#[test]
+fn cse_module_hashes_match_their_signed_metadata() {
+    let Some(corpus) = Corpus::open_or_skip("cse_module_hashes_match_their_signed_metadata") else {
+        return;
+    };
+    // (file, modules whose hash is checked, Huffman modules left unchecked)
+    for (file, matched, huffman) in [
+        // x210: 23 modules, 4 Huffman, and fptemp is all 0xFF (not present, not checked).
+        ("x210_me.bin", 18, 4),
+        ("whitley_ignition_MeRegion.bin", 2, 0),
+        ("dasharo_vault_glk_ifwi.bin", 4, 0),
+        // CSME 16.1 keeps module hashes elsewhere; only intl.cfg has a .met.
+        ("dasharo_msi_ms7d25_me.bin", 1, 0),
+    ] {
+        let r = parse_me_region(&corpus.read(file).unwrap()).unwrap();
+        let count = |f: fn(&ModuleHash) -> bool| {
+            r.modules
+                .iter()
+                .filter(|m| m.hash.as_ref().is_some_and(f))
+                .count()
+        };
+        assert_eq!(count(|h| *h == ModuleHash::Matches), matched, "{file}");
+        assert_eq!(
+            count(|h| matches!(h, ModuleHash::Unchecked { .. })),
+            huffman,
+            "{file}"
+        );
+        assert_eq!(
+            count(|h| matches!(h, ModuleHash::Mismatch { .. })),
+            0,
+            "{file}"
+        );
+    }
 }

@@ -1,5 +1,5 @@
 //! HFSTS decoding and classification on arbitrary registers, for every family,
-//! plus the sysfs text parsers: never a panic.
+//! plus the sysfs text parsers and the SMBIOS FWSTS finder: never a panic.
 #![no_main]
 
 use std::path::Path;
@@ -7,6 +7,7 @@ use std::path::Path;
 use fortros_agent::hw::mei::classify::{classify, MeiPresence, Observation, PciPresence};
 use fortros_agent::hw::mei::family::Family;
 use fortros_agent::hw::mei::hfsts::{decode, Hfsts};
+use fortros_agent::hw::mei::smbios::find_fwsts;
 use fortros_agent::hw::mei::sysfs::{parse_fw_status, parse_fw_ver};
 use fortros_agent::hw::msr::decode_boot_guard_msr;
 use libfuzzer_sys::fuzz_target;
@@ -37,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
                 hfsts: Some(&d),
                 mei,
                 mkhi_answered: Some(false),
+                hfsts_from_smbios: false,
             });
             assert!(!c.evidence.is_empty());
         }
@@ -46,6 +48,18 @@ fuzz_target!(|data: &[u8]| {
         m.copy_from_slice(b);
         let _ = decode_boot_guard_msr(u64::from_le_bytes(m));
     }
+    // The same registers as a POST snapshot of a hidden function.
+    let d = decode(Hfsts(regs), None);
+    let _ = classify(&Observation {
+        pci: PciPresence::Absent,
+        server_pch: false,
+        hfsts: Some(&d),
+        mei: MeiPresence::NoDevice,
+        mkhi_answered: None,
+        hfsts_from_smbios: true,
+    });
+    // The raw bytes as an SMBIOS structure table.
+    let _ = find_fwsts(data);
     let text = String::from_utf8_lossy(data);
     let _ = parse_fw_status(Path::new("fw_status"), &text);
     let _ = parse_fw_ver(Path::new("fw_ver"), &text);

@@ -69,6 +69,8 @@ pub enum Image {
     Base,
     /// plus the static MEI test client.
     MeiClient,
+    /// plus the static agent (/bin/fortros-agent) and the MEI test client.
+    Agent,
 }
 
 /// Builds (once per test process) the initramfs of this kind.
@@ -82,8 +84,14 @@ pub fn initramfs(kind: Image) -> PathBuf {
     let out = work().join(format!("e2e/initramfs-{kind:?}.cpio.gz"));
     let mut cmd = Command::new(root().join("scripts/build-initramfs"));
     cmd.arg(&out);
-    if kind == Image::MeiClient {
-        cmd.arg("--meiclient");
+    match kind {
+        Image::Base => {}
+        Image::MeiClient => {
+            cmd.arg("--meiclient");
+        }
+        Image::Agent => {
+            cmd.args(["--meiclient", "--agent"]);
+        }
     }
     let st = cmd.status().expect("run scripts/build-initramfs");
     assert!(st.success(), "scripts/build-initramfs failed: {st}");
@@ -106,6 +114,8 @@ pub struct Boot<'a> {
     pub spi: Option<&'a Path>,
     /// Attach a fresh swtpm.
     pub tpm: bool,
+    /// User-mode networking (virtio-net).
+    pub net: bool,
 }
 
 impl Default for Boot<'_> {
@@ -118,6 +128,7 @@ impl Default for Boot<'_> {
             scenario: None,
             spi: None,
             tpm: false,
+            net: false,
         }
     }
 }
@@ -174,6 +185,9 @@ pub fn boot(b: &Boot) -> Outcome {
     }
     if b.tpm {
         cmd.arg("--tpm").arg(dir.join("tpm"));
+    }
+    if b.net {
+        cmd.arg("--net");
     }
     let mut emulator = None;
     let socket = dir.join("mei.sock");

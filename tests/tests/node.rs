@@ -1,10 +1,11 @@
-//! The rest of the node: the SPI image as /dev/mtd0, and swtpm as /dev/tpmrm0.
+//! The rest of the node: the SPI image as /dev/mtd0, swtpm as /dev/tpmrm0,
+//! and user-mode networking.
 
 use fortros_e2e::{boot, node_available, work, Boot};
 
 #[test]
-fn spi_image_is_mtd0_and_writes_reach_the_host_file() {
-    if !node_available("spi_image_is_mtd0_and_writes_reach_the_host_file") {
+fn spi_image_is_mtd0_and_writes_reach_the_host_file_with_tpm_and_network() {
+    if !node_available("spi_image_is_mtd0_and_writes_reach_the_host_file_with_tpm_and_network") {
         return;
     }
     // 1 MiB image: an IFD-like signature at 0x10, 0xFF elsewhere, and zeros
@@ -19,10 +20,11 @@ fn spi_image_is_mtd0_and_writes_reach_the_host_file() {
     std::fs::write(&path, &img).unwrap();
     let o = boot(&Boot {
         name: "node-mtd",
-        checks: "mtd,tpm",
+        checks: "mtd,tpm,net",
         append: "fortros.mtdmarker=WRITTEN-BY-GUEST",
         spi: Some(&path),
         tpm: true,
+        net: true,
         ..Boot::default()
     });
     assert_eq!(o.get("mtd.dev"), "/dev/mtd0");
@@ -42,4 +44,7 @@ fn spi_image_is_mtd0_and_writes_reach_the_host_file() {
     assert_eq!(o.get("tpm.version"), "2");
     // TPM2_GetRandom(8): tag 8001, size 0x14, rc 0, 8 bytes
     assert!(o.get("tpm.getrandom").starts_with("80010000001400000000"));
+    // DHCP from QEMU's user-mode network
+    assert_eq!(o.get("net.ipv4"), "10.0.2.15/24");
+    assert_eq!(o.get("net.route"), "10.0.2.2");
 }

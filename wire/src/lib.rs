@@ -16,6 +16,7 @@ pub mod codec;
 pub mod credential;
 pub mod ekcert;
 pub mod envelope;
+pub mod exchange;
 pub mod policy;
 pub mod report;
 #[cfg(feature = "test-support")]

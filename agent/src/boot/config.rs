@@ -12,7 +12,8 @@
 //!
 //! [handoff]
 //! method = "kexec"             # or "switch_root", or "none" (power off)
-//! root = "/dev/vdb"            # the OS root device, mounted read-only
+//! root = "/dev/vdb"            # the OS root device, mounted read-only (kexec without
+//!                              # root: kernel and initrd are files in the initramfs)
 //! fstype = "ext4"
 //! kernel = "/boot/vmlinuz"     # kexec: paths inside the root
 //! initrd = "/boot/initrd.img"
@@ -218,10 +219,11 @@ impl Config {
         let h = &cfg.handoff;
         match h.method {
             HandoffMethod::Kexec => {
-                if h.root.is_none() || h.kernel.is_none() {
+                if h.kernel.is_none() {
                     return Err(invalid(
                         "handoff",
-                        "kexec needs root (the OS device) and kernel (a path in it)".into(),
+                        "kexec needs kernel (a path in root, or in the initramfs without root)"
+                            .into(),
                     ));
                 }
             }

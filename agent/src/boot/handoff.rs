@@ -191,6 +191,8 @@ pub fn power_off() -> HandoffError {
 pub fn hand_off(h: &Handoff) -> HandoffError {
     let r = match h.method {
         HandoffMethod::None => return power_off(),
+        // Without a root device, the kernel and initrd are in the initramfs.
+        HandoffMethod::Kexec if h.root.is_none() => kexec_load(h, Path::new("/")),
         HandoffMethod::Kexec => mount_root(h).and_then(|root| {
             let r = kexec_load(h, &root);
             // The OS kernel is in memory now; the root can go.

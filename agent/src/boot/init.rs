@@ -103,6 +103,7 @@ fn flash_step(ctx: &mut BootContext) {
 /// Runs the boot sequence with `work` as step 7. Never returns.
 pub fn run(work: &mut dyn FnMut(&mut BootContext) -> Result<(), String>) -> ! {
     let mount_result = mounts::mount_early();
+    mounts::ensure_console();
     logging::init(log::LevelFilter::Info);
     if let Err(e) = mount_result {
         say(&format!("early mounts: {e}"));

@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 /// `MODULE_INIT_COMPRESSED_FILE` from `<linux/module.h>`.
 const MODULE_INIT_COMPRESSED_FILE: libc::c_uint = 4;
+/// Deepest dependency chain accepted (Debian's deepest is under 10).
+const MAX_DEPTH: usize = 64;
 /// Upper bound on a decompressed module (the largest Debian module is ~10 MiB).
 const MAX_MODULE: u64 = 64 << 20;
 
@@ -31,6 +33,8 @@ pub enum ModuleError {
     Unknown(String),
     #[error("module dependency cycle through {0}")]
     Cycle(String),
+    #[error("module dependency chain deeper than {MAX_DEPTH} at {0}")]
+    TooDeep(String),
     #[error("{path}: {op}: {source}")]
     Io {
         path: String,
@@ -122,6 +126,10 @@ impl ModulesDep {
         }
         if stack.iter().any(|s| s == path) {
             return Err(ModuleError::Cycle(path.to_string()));
+        }
+        // Real chains are a few deep; a hostile file must not exhaust the stack.
+        if stack.len() >= MAX_DEPTH {
+            return Err(ModuleError::TooDeep(path.to_string()));
         }
         let deps = self
             .deps
@@ -401,6 +409,19 @@ kernel/drivers/misc/mei/mei.ko.xz:
         assert!(matches!(e, ModuleError::DepSyntax { line: 2, .. }), "{e}");
         let d = ModulesDep::parse("a.ko: missing.ko\n", "m").unwrap();
         assert!(matches!(d.load_order(&["a"]), Err(ModuleError::Unknown(_))));
+    }
+
+    #[test]
+    fn a_very_deep_chain_is_an_error_not_a_stack_overflow() {
+        let text: String = (0..10_000)
+            .map(|i| format!("m{i}.ko: m{}.ko\n", i + 1))
+            .chain(std::iter::once("m10000.ko:\n".to_string()))
+            .collect();
+        let d = ModulesDep::parse(&text, "m").unwrap();
+        assert!(matches!(
+            d.load_order(&["m0"]),
+            Err(ModuleError::TooDeep(_))
+        ));
     }
 
     #[test]

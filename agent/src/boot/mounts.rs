@@ -127,6 +127,34 @@ pub fn mount_early() -> Result<(), MountError> {
     Ok(())
 }
 
+/// Gives PID 1 a console on fds 0, 1 and 2 when the kernel could not (an
+/// initramfs without a `/dev/console` node starts init with them closed):
+/// opens `/dev/console` from devtmpfs and duplicates it onto the closed ones.
+pub fn ensure_console() {
+    // SAFETY: fcntl(F_GETFD) only queries; open/dup2/close act on fds we own.
+    unsafe {
+        let closed: Vec<i32> = (0..3)
+            .filter(|fd| libc::fcntl(*fd, libc::F_GETFD) == -1)
+            .collect();
+        if closed.is_empty() {
+            return;
+        }
+        let path = c"/dev/console";
+        let fd = libc::open(path.as_ptr(), libc::O_RDWR | libc::O_NOCTTY);
+        if fd < 0 {
+            return;
+        }
+        for target in closed {
+            if fd != target {
+                libc::dup2(fd, target);
+            }
+        }
+        if fd > 2 {
+            libc::close(fd);
+        }
+    }
+}
+
 /// Whether `path` is a mount point (its device differs from its parent's).
 pub fn is_mount_point(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;

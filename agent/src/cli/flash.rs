@@ -7,7 +7,8 @@
 //! `write` never writes without every authorization input: the digest of
 //! the verified policy, the digest of the backup (which must equal what the
 //! flash holds now), the platform check, and the descriptor's host master
-//! access (FLMSTR1 and the regions).
+//! access (FLMSTR1 and the regions: from the flash's own descriptor, or
+//! given with --flmstr1 and --region).
 
 use super::{EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
 use crate::hw::flash::access::{DescriptorAccess, IfdVersion, RegionSpan};
@@ -17,6 +18,7 @@ use crate::hw::flash::write::{
     write_image, PlatformCheck, VerifiedPolicy, WriteAuthorization, WriteError, WriteOptions,
 };
 use crate::hw::flash::{file::FileFlash, open_spec, read_image, Flash, FlashError};
+use crate::image::descriptor::Descriptor;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 
@@ -79,8 +81,9 @@ pub struct WriteArgs {
     /// The platform the check passed for; absent means not checked: refused.
     #[arg(long)]
     pub platform_ok: Option<String>,
-    /// FLMSTR1 (host/BIOS master) from the descriptor, e.g. 0x00a00f00.
-    #[arg(long, value_parser = parse_u32)]
+    /// FLMSTR1 (host/BIOS master), e.g. 0x00a00f00, with --region: overrides
+    /// the flash's own descriptor (default: parsed from the image on the flash).
+    #[arg(long, value_parser = parse_u32, requires = "regions")]
     pub flmstr1: Option<u32>,
     /// Descriptor version: 1 or 2.
     #[arg(long, default_value_t = 2)]
@@ -221,42 +224,56 @@ pub fn run(args: FlashArgs) -> i32 {
     }
 }
 
-fn authorization(w: &WriteArgs) -> Result<WriteAuthorization, String> {
+fn authorization(w: &WriteArgs, old: &[u8]) -> Result<WriteAuthorization, String> {
     let policy = parse_digest("verified-policy-sha256", &w.verified_policy_sha256)?;
     let backup = parse_digest("backup-sha256", &w.backup_sha256)?;
     let platform = w
         .platform_ok
         .clone()
         .ok_or("refused: --platform-ok is required (no platform check, no write)")?;
-    let flmstr1 = w
-        .flmstr1
-        .ok_or("refused: --flmstr1 is required (the descriptor's host master access)")?;
-    if w.regions.is_empty() {
-        return Err("refused: at least one --region INDEX:BASE:LIMIT is required".into());
-    }
-    let version = match w.ifd_version {
-        1 => IfdVersion::V1,
-        2 => IfdVersion::V2,
-        v => return Err(format!("--ifd-version {v}: expected 1 or 2")),
-    };
-    Ok(WriteAuthorization {
-        policy: VerifiedPolicy::after_signature_check(policy),
-        backup_sha256: backup,
-        platform: PlatformCheck::Passed { platform },
-        access: DescriptorAccess {
-            version,
+    let access = match w.flmstr1 {
+        Some(flmstr1) => DescriptorAccess {
+            version: match w.ifd_version {
+                1 => IfdVersion::V1,
+                2 => IfdVersion::V2,
+                v => return Err(format!("--ifd-version {v}: expected 1 or 2")),
+            },
             flmstr1,
             regions: w.regions.clone(),
             extended_regions: w.extended_regions,
         },
+        // The flash's own descriptor says what the host may write.
+        None => {
+            let d = Descriptor::parse(old).map_err(|e| {
+                format!("refused: the flash's descriptor: {e} (or give --flmstr1 and --region)")
+            })?;
+            DescriptorAccess::from_descriptor(&d).map_err(|e| format!("refused: {e}"))?
+        }
+    };
+    if !w.regions.is_empty() && w.flmstr1.is_none() {
+        return Err("--region needs --flmstr1".into());
+    }
+    Ok(WriteAuthorization {
+        policy: VerifiedPolicy::after_signature_check(policy),
+        backup_sha256: backup,
+        platform: PlatformCheck::Passed { platform },
+        access,
     })
 }
 
 fn write(w: WriteArgs) -> i32 {
-    let auth = match authorization(&w) {
-        Ok(a) => a,
-        Err(e) => return fail(EXIT_BAD_INPUT, e),
-    };
+    // Check the inputs that need no device first, so a refusal touches nothing.
+    if let Err(e) = parse_digest("verified-policy-sha256", &w.verified_policy_sha256)
+        .and_then(|_| parse_digest("backup-sha256", &w.backup_sha256))
+        .and_then(|_| {
+            w.platform_ok
+                .as_ref()
+                .map(|_| ())
+                .ok_or("refused: --platform-ok is required (no platform check, no write)".into())
+        })
+    {
+        return fail(EXIT_BAD_INPUT, e);
+    }
     let new = match std::fs::read(&w.image) {
         Ok(b) => b,
         Err(e) => return fail(EXIT_BAD_INPUT, format!("{}: {e}", w.image.display())),
@@ -268,6 +285,10 @@ fn write(w: WriteArgs) -> i32 {
     let old = match read_image(f.as_mut()) {
         Ok(i) => i,
         Err(e) => return fail(EXIT_FAILURE, e),
+    };
+    let auth = match authorization(&w, &old.bytes) {
+        Ok(a) => a,
+        Err(e) => return fail(EXIT_BAD_INPUT, e),
     };
     let mut mem = MemoryJournal::default();
     let mut file;

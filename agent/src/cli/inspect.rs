@@ -122,6 +122,9 @@ fn render_descriptor(o: &mut String, d: &Descriptor, r: &ImageReport) {
         confidence(d.version.confidence),
         d.signature_offset
     );
+    for e in &d.version.evidence {
+        let _ = writeln!(o, "{:<13}- {e}", "");
+    }
     let platform = d.platform.platform.map_or("unknown", |p| p.name());
     let _ = writeln!(
         o,
@@ -129,7 +132,7 @@ fn render_descriptor(o: &mut String, d: &Descriptor, r: &ImageReport) {
         "platform",
         confidence(d.platform.confidence)
     );
-    for e in d.version.evidence.iter().chain(&d.platform.evidence) {
+    for e in &d.platform.evidence {
         let _ = writeln!(o, "{:<13}- {e}", "");
     }
     let flash = d.component.total_size.map_or("unknown".into(), size);

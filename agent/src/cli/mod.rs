@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 
 pub mod flash;
 pub mod inspect;
+pub mod neutralize;
 pub mod probe;
 
 /// Exit code for success.
@@ -38,6 +39,8 @@ pub enum Command {
     Flash(flash::FlashArgs),
     /// Read the live Intel ME (HFSTS, MEI, MKHI, AMTHI, Boot Guard) and classify it.
     Probe(probe::ProbeArgs),
+    /// Strip the ME firmware and/or set the disable bit (me_cleaner, with refusals).
+    Neutralize(neutralize::NeutralizeArgs),
 }
 
 /// Runs one parsed command line and returns the process exit code.
@@ -46,5 +49,6 @@ pub fn run(cli: Cli) -> i32 {
         Command::Inspect(args) => inspect::run(&args),
         Command::Flash(a) => flash::run(a),
         Command::Probe(args) => probe::run(args),
+        Command::Neutralize(args) => neutralize::run(&args),
     }
 }

@@ -257,7 +257,7 @@ fn find_me(bytes: &[u8], desc: &Descriptor) -> Option<MeFinding> {
             error: Some(format!(
                 "{e} (region offset {:#x} = image offset {:#x})",
                 e.offset(),
-                location.base() + e.offset()
+                location.base().saturating_add(e.offset())
             )),
         },
     })
@@ -441,7 +441,7 @@ fn firmware_state(region: &MeRegion, base: u64, evidence: &mut Vec<String>) -> S
         RegionState::Corrupted { what: w, offset } => {
             evidence.push(format!(
                 "{what}: corrupted: {w} at region offset {offset:#x} (image offset {:#x})",
-                base + offset
+                base.saturating_add(*offset)
             ));
             State::Corrupted
         }

@@ -7,6 +7,7 @@
 //!   version and platform).
 //! - [`digest`]: SHA-256 of the image and of each region.
 //! - [`disable_bit`]: the HAP / AltMeDisable strap, per platform.
+//! - [`neutralize`]: the me_cleaner transform (strip, disable bit), with refusals.
 //! - [`me`]: the ME region (FPT, manifests, `$CPD`, IFWI/BPDT), its family,
 //!   version and state.
 
@@ -16,3 +17,4 @@ pub mod digest;
 pub mod disable_bit;
 pub mod inspect;
 pub mod me;
+pub mod neutralize;

@@ -441,21 +441,24 @@ impl MeDevice {
         }
     }
 
-    /// The first scenario fault that applies to this request of `kind`, if any.
+    /// The first scenario fault that applies to this request of `kind`, if
+    /// any. Every fault of the client counts every request (for `after`),
+    /// whichever fault is applied.
     fn fault_for(&mut self, kind: ClientKind) -> Option<(FaultAction, u32)> {
         let faults = &self.scenario.scenario.faults;
+        let mut chosen = None;
         for (f, st) in faults.iter().zip(self.faults.iter_mut()) {
             if f.client != kind.fault_client() {
                 continue;
             }
             st.seen += 1;
             let due = st.seen > f.after && f.times.map_or(true, |t| st.applied < t);
-            if due {
+            if due && chosen.is_none() {
                 st.applied += 1;
-                return Some((f.action, f.status));
+                chosen = Some((f.action, f.status));
             }
         }
-        None
+        chosen
     }
 
     /// The ME resets itself: it drops ME_RDY and all connections and interrupts;

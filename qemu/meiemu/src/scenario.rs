@@ -573,3 +573,27 @@ times = 1
         );
     }
 }
+
+#[cfg(test)]
+mod shipped_scenarios {
+    use super::*;
+
+    #[test]
+    fn every_scenario_file_in_qemu_scenarios_resolves() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
+            assert_eq!(s.name, stem, "{}: name matches the file", path.display());
+            s.resolve()
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
+        }
+        assert!(n >= 5, "found {n} scenarios in {}", dir.display());
+    }
+}

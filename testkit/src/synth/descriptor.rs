@@ -224,3 +224,23 @@ pub fn full_image(size: usize, descriptor: &[u8], payloads: &[(usize, &[u8])]) -
     }
     image
 }
+
+/// A full image of `size` bytes: `desc` with the ME region set to
+/// 0x1000..0x1000 + `me.len()` (rounded up to 4 KiB) and the BIOS region
+/// from there to the end, `me` (from the [`super::me`] builders, say)
+/// copied in at 0x1000, 0xFF elsewhere.
+pub fn full_image_with_me(desc: DescriptorBuilder, me: &[u8], size: usize) -> Vec<u8> {
+    let me_end = 0x1000 + me.len().div_ceil(0x1000) * 0x1000;
+    let desc = desc
+        .region(2, 0x1000, me_end as u32 - 1)
+        .region(1, me_end as u32, size as u32 - 1);
+    full_image(size, &desc.build(), &[(0x1000, me)])
+}
+
+/// A full image laid out as on Apollo/Gemini Lake: the ME region disabled,
+/// the BIOS region from 0x1000 to the end, and `ifwi` (a bare BPDT) at its
+/// start.
+pub fn full_image_with_ifwi_in_bios(desc: DescriptorBuilder, ifwi: &[u8], size: usize) -> Vec<u8> {
+    let desc = desc.disable_region(2).region(1, 0x1000, size as u32 - 1);
+    full_image(size, &desc.build(), &[(0x1000, ifwi)])
+}

@@ -385,6 +385,29 @@ pub fn cse_partition(
     cpd_version: u8,
     modules: &[&str],
 ) -> (Vec<u8>, usize) {
+    // Each module gets a `.met` whose module-attributes extension (0x0A)
+    // holds the module's SHA-256; the manifest lists each `.met`'s SHA-256
+    // in an extension of its own. Hashes are stored byte-reversed, as Intel
+    // stores them.
+    let rev = |h: &[u8]| h.iter().rev().copied().collect::<Vec<u8>>();
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut listed = Vec::new();
+    for (i, m) in modules.iter().enumerate() {
+        let code = filler(0x200 + 0x40 * i, i as u8);
+        let mut met = vec![0u8; 0x38];
+        met[0..4].copy_from_slice(&le32(0x0A));
+        met[4..8].copy_from_slice(&le32(0x38));
+        met[0xC..0x10].copy_from_slice(&le32(code.len() as u32));
+        met[0x10..0x14].copy_from_slice(&le32(code.len() as u32));
+        met[0x18..0x38].copy_from_slice(&rev(&Sha256::digest(&code)));
+        listed.extend_from_slice(&rev(&Sha256::digest(&met)));
+        files.push((m.to_string(), code));
+        files.push((format!("{m}.met"), met));
+    }
+    let mut body = cse_extensions();
+    body.extend_from_slice(&le32(0x0F));
+    body.extend_from_slice(&le32(8 + listed.len() as u32));
+    body.extend_from_slice(&listed);
     let man = manifest(
         key,
         ManifestSpec {
@@ -392,16 +415,12 @@ pub fn cse_partition(
             svn: 3,
             module_count: 0,
         },
-        &cse_extensions(),
+        &body,
     );
     let man_name = format!("{name}.man");
-    let mut files: Vec<(&str, Vec<u8>)> = vec![(man_name.as_str(), man)];
-    let names: Vec<String> = modules.iter().map(|m| format!("{m}.met")).collect();
-    for (i, m) in modules.iter().enumerate() {
-        files.push((m, filler(0x200 + 0x40 * i, i as u8)));
-        files.push((names[i].as_str(), filler(0x40, 0x77)));
-    }
-    let (bytes, offsets) = cpd(name, cpd_version, &files);
+    let mut all: Vec<(&str, Vec<u8>)> = vec![(man_name.as_str(), man)];
+    all.extend(files.iter().map(|(n, d)| (n.as_str(), d.clone())));
+    let (bytes, offsets) = cpd(name, cpd_version, &all);
     (bytes, offsets[0])
 }
 

@@ -77,9 +77,47 @@ pub enum AccessError {
     },
     #[error("changed bytes at {offset:#x} lie in no descriptor region: refusing to write unmapped flash")]
     Unmapped { offset: u64 },
+    #[error("cannot tell what the host may write from this descriptor: {0}")]
+    UnknownDescriptor(String),
 }
 
 impl DescriptorAccess {
+    /// The host's access as the image's own descriptor states it: FLMSTR1 and
+    /// the enabled regions. Regions 12–15 count as not writable (their bits'
+    /// meaning depends on the chipset), and a descriptor whose version could
+    /// not be told is refused: the write bits would be guessed.
+    pub fn from_descriptor(d: &crate::image::descriptor::Descriptor) -> Result<Self, AccessError> {
+        use crate::image::descriptor::IfdVersion as V;
+        let version = match d.version.version {
+            Some(V::V1) => IfdVersion::V1,
+            Some(V::V2) => IfdVersion::V2,
+            None => {
+                return Err(AccessError::UnknownDescriptor(
+                    "its version (IFD v1 or v2) is unknown".into(),
+                ))
+            }
+        };
+        let flmstr1 = d
+            .masters
+            .iter()
+            .find(|m| m.number == 1)
+            .map(|m| m.raw)
+            .ok_or_else(|| AccessError::UnknownDescriptor("it has no FLMSTR1".into()))?;
+        Ok(DescriptorAccess {
+            version,
+            flmstr1,
+            regions: d
+                .enabled_regions()
+                .map(|r| RegionSpan {
+                    index: r.index,
+                    base: u64::from(r.base),
+                    limit: u64::from(r.limit),
+                })
+                .collect(),
+            extended_regions: false,
+        })
+    }
+
     /// Whether FLMSTR1 grants the host write access to region `index`.
     pub fn host_can_write(&self, index: u8) -> bool {
         let bit = match (self.version, index) {
@@ -220,6 +258,28 @@ mod tests {
         };
         let e = a.check_write(0x7F_F000, 0x2000).unwrap_err();
         assert!(matches!(e, AccessError::RegionLocked { index: 2, .. }));
+    }
+
+    #[test]
+    fn access_from_a_synthetic_descriptor() {
+        use fortros_testkit::synth::descriptor::DescriptorBuilder;
+        let mut img = DescriptorBuilder::v2().build();
+        img.resize(8 << 20, 0xFF);
+        let d = crate::image::descriptor::Descriptor::parse(&img).unwrap();
+        let a = DescriptorAccess::from_descriptor(&d).unwrap();
+        assert_eq!(a.version, IfdVersion::V2);
+        assert_eq!(a.flmstr1, 0x00A0_0F00);
+        assert!(a.regions.contains(&RegionSpan {
+            index: 2,
+            base: 0x1000,
+            limit: 0x1F_FFFF
+        }));
+        assert!(a.check_write(0x20_0000, 0x1000).is_ok(), "BIOS is writable");
+        let e = a.check_write(0x3000, 0x1000).unwrap_err();
+        assert!(
+            matches!(e, AccessError::RegionLocked { index: 2, .. }),
+            "{e}"
+        );
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub fn program() -> String {
     std::env::var("FORTROS_FLASHROM").unwrap_or_else(|_| "flashrom".into())
 }
 
+/// Largest chip size accepted from flashrom's output.
+const MAX_CHIP: u64 = 256 << 20;
+
 /// The name of our single layout region.
 const REGION: &str = "fortros";
 
@@ -103,6 +106,15 @@ impl FlashromFlash {
             exit: "0".into(),
             reason: format!("no chip size in the output: {}", explain(&out)),
         })?;
+        // The largest SPI NOR parts are 128 MiB; anything beyond 256 MiB is a
+        // misread, and we hold whole-chip buffers.
+        if f.size > MAX_CHIP {
+            return Err(FlashError::Flashrom {
+                action: "probe".into(),
+                exit: "0".into(),
+                reason: format!("implausible chip size {:#x}", f.size),
+            });
+        }
         log::info!("flashrom {programmer}: chip of {:#x} bytes", f.size);
         Ok(f)
     }

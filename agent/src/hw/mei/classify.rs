@@ -86,6 +86,8 @@ pub struct Observation<'a> {
     pub mei: MeiPresence,
     /// Whether an MKHI request got an answer (None: not tried).
     pub mkhi_answered: Option<bool>,
+    /// The registers are the BIOS's POST-time snapshot from SMBIOS, not live.
+    pub hfsts_from_smbios: bool,
 }
 
 /// The result: a state, one sentence, and the evidence.
@@ -111,7 +113,10 @@ fn decide(obs: &Observation<'_>, ev: &mut Vec<String>) -> MeState {
     match obs.pci {
         PciPresence::Absent => {
             ev.push("no PCI device at 0000:00:16.0".into());
-            return MeState::AbsentOrHidden;
+            let Some(d) = obs.hfsts.filter(|_| obs.hfsts_from_smbios) else {
+                return MeState::AbsentOrHidden;
+            };
+            return decide_hidden(d, obs, ev);
         }
         PciPresence::NotTheMe { vendor, device } => {
             ev.push(format!(
@@ -130,6 +135,28 @@ fn decide(obs: &Observation<'_>, ev: &mut Vec<String>) -> MeState {
         ev.push("HFSTS registers not readable (config space needs root)".into());
         return MeState::Unreadable;
     };
+    if obs.hfsts_from_smbios {
+        ev.push("HFSTS from the BIOS's SMBIOS snapshot taken at POST, not live".into());
+    }
+    decide_registers(d, obs, ev)
+}
+
+/// The function is hidden, but the BIOS left its POST-time registers in
+/// SMBIOS: they tell why (HAP, soft disable, ...). A ME that was running
+/// normally at POST and is gone now was hidden by the BIOS.
+fn decide_hidden(d: &DecodedHfsts, obs: &Observation<'_>, ev: &mut Vec<String>) -> MeState {
+    ev.push("HFSTS from the BIOS's SMBIOS snapshot taken at POST (function hidden since)".into());
+    match decide_registers(d, obs, ev) {
+        MeState::Normal => {
+            ev.push("the ME was running normally at POST; the BIOS hid HECI1 afterwards".into());
+            MeState::AbsentOrHidden
+        }
+        other => other,
+    }
+}
+
+/// The HFSTS rules proper (me-runtime.md §2.5).
+fn decide_registers(d: &DecodedHfsts, obs: &Observation<'_>, ev: &mut Vec<String>) -> MeState {
     if d.raw.not_responding() {
         ev.push("HFSTS1 reads 0xFFFFFFFF: the function does not respond".into());
         return MeState::AbsentOrHidden;
@@ -155,6 +182,7 @@ fn decide(obs: &Observation<'_>, ev: &mut Vec<String>) -> MeState {
     if d.hfsts2.mfs_failure {
         ev.push("HFSTS2 bit 6: ME file system failure".into());
     }
+    security_facts(d, ev);
 
     if h1.operation_mode == OperationMode::Sps {
         ev.push("HFSTS1 operation mode 0xF: SPS firmware".into());
@@ -237,6 +265,31 @@ fn decide(obs: &Observation<'_>, ev: &mut Vec<String>) -> MeState {
     MeState::Unclassified
 }
 
+/// Facts a firmware-security reader wants next to the state, whatever it is.
+fn security_facts(d: &DecodedHfsts, ev: &mut Vec<String>) {
+    let m = &d.manufacturing;
+    if m.active == Some(true) {
+        ev.push(format!("manufacturing mode: yes ({})", m.rule));
+    }
+    if m.descriptor_unlocked == Some(true) {
+        ev.push("HFSTS1 bit 4 (CSME 16+): flash descriptor not locked".into());
+    }
+    if d.hfsts1.update_in_progress {
+        ev.push("HFSTS1 bit 11: firmware update in progress".into());
+    }
+    if let Some(bg) = &d.boot_guard {
+        ev.push(format!(
+            "Boot Guard per HFSTS: {}{}",
+            if bg.enabled { "enabled" } else { "not enabled" },
+            if bg.fpf_soc_lock {
+                ", fuses committed (FPF SoC lock)"
+            } else {
+                ", fuses NOT committed"
+            }
+        ));
+    }
+}
+
 /// The signs that an op-mode-2 ME is stopped by the HAP strap rather than
 /// running debug firmware (me-runtime.md §2.5).
 fn hap_signs(d: &DecodedHfsts) -> Vec<&'static str> {
@@ -288,6 +341,7 @@ mod tests {
             hfsts: Some(&d),
             mei,
             mkhi_answered: None,
+            hfsts_from_smbios: false,
         })
     }
 
@@ -305,6 +359,7 @@ mod tests {
             hfsts: None,
             mei: MeiPresence::NoDevice,
             mkhi_answered: None,
+            hfsts_from_smbios: false,
         });
         assert_eq!(c.state, MeState::AbsentOrHidden);
         assert!(c.evidence[0].contains("no PCI device"));
@@ -318,6 +373,7 @@ mod tests {
             hfsts: None,
             mei: enabled(),
             mkhi_answered: None,
+            hfsts_from_smbios: false,
         });
         assert_eq!(c.state, MeState::Unreadable);
     }
@@ -424,10 +480,62 @@ mod tests {
             hfsts: Some(&d),
             mei: MeiPresence::NoDevice,
             mkhi_answered: None,
+            hfsts_from_smbios: false,
         };
         assert_eq!(classify(&obs).state, MeState::Sps);
         obs.server_pch = false;
         assert_eq!(classify(&obs).state, MeState::Normal);
+    }
+
+    #[test]
+    fn security_facts_are_listed_whatever_the_state() {
+        // CSME 16, normal, descriptor unlocked (bit 4), fuses not committed.
+        let c = run(
+            [0x0000_0255, 0, 0, 0, 0, 0],
+            Some(Family::Csme16),
+            enabled(),
+        );
+        assert_eq!(c.state, MeState::Normal);
+        assert!(c
+            .evidence
+            .iter()
+            .any(|e| e.starts_with("manufacturing mode: yes")));
+        assert!(c
+            .evidence
+            .iter()
+            .any(|e| e.contains("descriptor not locked")));
+        assert!(c.evidence.iter().any(|e| e.contains("fuses NOT committed")));
+        // A fused CSME 19 unit: no manufacturing line, Boot Guard enabled.
+        let c = run(
+            [0x9000_0245, 0, 0x30, 0, 0x02F6_1F03, 0x4000_0000],
+            Some(Family::Csme18),
+            enabled(),
+        );
+        assert!(!c.evidence.iter().any(|e| e.starts_with("manufacturing")));
+        assert!(c
+            .evidence
+            .iter()
+            .any(|e| e == "Boot Guard per HFSTS: enabled, fuses committed (FPF SoC lock)"));
+    }
+
+    #[test]
+    fn hidden_function_with_smbios_snapshot() {
+        let hap = decode(Hfsts([0x0002_0181, 0x100A_0000, 0, 0, 0, 0]), None);
+        let obs = |d| Observation {
+            pci: PciPresence::Absent,
+            server_pch: false,
+            hfsts: Some(d),
+            mei: MeiPresence::NoDevice,
+            mkhi_answered: None,
+            hfsts_from_smbios: true,
+        };
+        let c = classify(&obs(&hap));
+        assert_eq!(c.state, MeState::DisabledByHap, "{:?}", c.evidence);
+        assert!(c.evidence.iter().any(|e| e.contains("SMBIOS")));
+        let normal = decode(Hfsts([0x0000_0245, 0, 0, 0, 0, 0]), None);
+        let c = classify(&obs(&normal));
+        assert_eq!(c.state, MeState::AbsentOrHidden);
+        assert!(c.evidence.iter().any(|e| e.contains("hid HECI1")));
     }
 
     #[test]

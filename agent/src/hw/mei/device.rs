@@ -91,6 +91,8 @@ pub enum MeiError {
     Timeout { path: PathBuf, timeout: Duration },
     #[error("{path}: client disconnected or device reset (poll {revents:#x})")]
     Disconnected { path: PathBuf, revents: i16 },
+    #[error("{path}: {op}: link reset or client disconnected (EIO): reconnect needed")]
+    LinkReset { path: PathBuf, op: &'static str },
     #[error("{path}: message of {len} bytes exceeds the client's maximum {max}")]
     TooLong { path: PathBuf, len: usize, max: u32 },
     #[error("{path}: {op}: {source}")]
@@ -262,17 +264,12 @@ impl MeiClient {
     }
 
     fn io_error(&self, op: &'static str, source: io::Error) -> MeiError {
-        if source.raw_os_error() == Some(libc::ENODEV) {
-            MeiError::DeviceGone {
-                path: self.path.clone(),
-                op,
-            }
-        } else {
-            MeiError::Io {
-                path: self.path.clone(),
-                op,
-                source,
-            }
+        let path = self.path.clone();
+        match source.raw_os_error() {
+            Some(libc::ENODEV) => MeiError::DeviceGone { path, op },
+            // The driver fails pending I/O with EIO when the ME resets the link.
+            Some(libc::EIO) => MeiError::LinkReset { path, op },
+            _ => MeiError::Io { path, op, source },
         }
     }
 }

@@ -325,9 +325,13 @@ pub fn decode_fw_sku(hfsts3: u32, family: Option<Family>) -> Option<FwSku> {
 /// Fields are `None` where the family has no such bit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct BootGuardHfsts {
-    /// Boot Guard enabled. CSME 11-17: HFSTS6 bit 28 ("disable") clear.
+    /// Boot Guard enabled. CSME 11-17: HFSTS6 bit 28 ("disable") clear AND
+    /// at least one of force-ACM, measured or verified boot set (fwupd looks
+    /// at bit 28 alone, which calls every part without Boot Guard "enabled").
     /// CSME 18+: HFSTS5 bit 1 ("valid") set.
     pub enabled: bool,
+    /// CSME 11-17: HFSTS6 bit 28 ("Boot Guard disable"), raw.
+    pub disable_bit: Option<bool>,
     /// CSME 11-17: HFSTS6 bit 0 (force ACM). CSME 18+: HFSTS5 bit 0 (ACM active).
     pub acm: bool,
     /// CSME 18+: HFSTS5 bit 8 (ACM done).
@@ -353,7 +357,8 @@ pub fn decode_boot_guard(h: &Hfsts, family: Option<Family>) -> Option<BootGuardH
     match family? {
         Family::Me => None,
         Family::Csme11 | Family::Csme16 => Some(BootGuardHfsts {
-            enabled: !bit(h6, 28),
+            enabled: !bit(h6, 28) && (bit(h6, 0) || bit(h6, 8) || bit(h6, 9)),
+            disable_bit: Some(bit(h6, 28)),
             acm: bit(h6, 0),
             acm_done: None,
             verified_boot: Some(bit(h6, 9)),
@@ -365,6 +370,7 @@ pub fn decode_boot_guard(h: &Hfsts, family: Option<Family>) -> Option<BootGuardH
         }),
         Family::Csme18 => Some(BootGuardHfsts {
             enabled: bit(h5, 1),
+            disable_bit: None,
             acm: bit(h5, 0),
             acm_done: Some(bit(h5, 8)),
             verified_boot: None,
@@ -571,9 +577,15 @@ mod tests {
         assert_eq!(bg.measured_boot, Some(true));
         assert_eq!(bg.error_enforcement_policy, Some(2));
         assert!(bg.fpf_soc_lock);
-        // Bit 28 = Boot Guard disable.
-        let off = decode_boot_guard(&regs(0, 0, 0, 0, 1 << 28), Some(Family::Csme16)).unwrap();
+        // Bit 28 = Boot Guard disable, even with the profile bits set.
+        let off =
+            decode_boot_guard(&regs(0, 0, 0, 0, h6 | (1 << 28)), Some(Family::Csme16)).unwrap();
         assert!(!off.enabled);
+        assert_eq!(off.disable_bit, Some(true));
+        // Fuses committed but no Boot Guard profile: not enabled.
+        let none = decode_boot_guard(&regs(0, 0, 0, 0, 0x4000_0000), Some(Family::Csme11)).unwrap();
+        assert!(!none.enabled);
+        assert_eq!(none.disable_bit, Some(false));
         // The same HFSTS6 means nothing for Boot Guard on CSME 18.
         let csme18 = decode_boot_guard(&regs(0, 0, 0, 0, h6), Some(Family::Csme18)).unwrap();
         assert!(!csme18.enabled);

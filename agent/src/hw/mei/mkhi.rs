@@ -124,8 +124,14 @@ fn check_header<'a>(
     group: u8,
     command: u8,
 ) -> Result<&'a [u8], MkhiError> {
-    need(structure, reply, 0, HEADER_LEN)?;
-    let (got_group, got_command, result) = (reply[0], reply[1], reply[3]);
+    let &[got_group, got_command, _, result, ..] = reply else {
+        return Err(MkhiError::Truncated {
+            structure,
+            offset: 0,
+            need: HEADER_LEN,
+            have: reply.len(),
+        });
+    };
     if got_group != group || got_command != (command | 0x80) {
         return Err(MkhiError::UnexpectedHeader {
             group,

@@ -4,6 +4,10 @@
 //! - [`hfsts`]: pure decoders of HFSTS1-6.
 //! - [`classify`]: one readable classification with its evidence.
 //! - [`sysfs`]: finding 00:16.0, its config space and its `mei` class device.
+//! - [`device`]: a client connection on `/dev/meiN` (connect ioctl, bounded reads).
+//! - [`mkhi`], [`amthi`]: request encoders and bounded reply parsers.
+//! - [`smbios`]: the BIOS's POST-time HFSTS snapshot, for hidden functions.
+//! - [`probe`]: all of the above in order, into one [`probe::LiveMe`].
 
 pub mod amthi;
 pub mod classify;
@@ -12,4 +16,5 @@ pub mod family;
 pub mod hfsts;
 pub mod mkhi;
 pub mod probe;
+pub mod smbios;
 pub mod sysfs;

@@ -17,6 +17,7 @@ use super::device::{ClientProperties, MeiClient, MeiError, AMTHI_UUID, MKHI_UUID
 use super::family::{decide_family, Family, FamilyGuess};
 use super::hfsts::{self, DecodedHfsts, Hfsts};
 use super::mkhi::{self, FwCaps, FwVersions};
+use super::smbios::{self, SmbiosFwsts};
 use super::sysfs::{self, FwVerLine, MeiClassDevice, PciIds, Rejected, SysRoot, ME_BDF};
 use crate::hw::msr::{self, BootGuardMsr};
 
@@ -63,6 +64,8 @@ pub struct PciInfo {
 pub enum HfstsSource {
     PciConfig,
     SysfsFwStatus,
+    /// The BIOS's POST-time snapshot in SMBIOS (FWSTS, MEI1).
+    Smbios,
 }
 
 /// The registers, their source, the cross-check, and the decoding.
@@ -122,6 +125,8 @@ pub struct LiveMe {
     pub mkhi: Option<MkhiReport>,
     pub amthi: Option<AmthiReport>,
     pub boot_guard_msr: Option<BootGuardMsr>,
+    /// The SMBIOS FWSTS structure, if the BIOS left one.
+    pub smbios_fwsts: Option<SmbiosFwsts>,
     /// What could not be seen, and why: one sentence each.
     pub not_seen: Vec<String>,
 }
@@ -191,6 +196,14 @@ pub fn probe(opts: &ProbeOptions) -> LiveMe {
         }
     };
 
+    let smbios_fwsts = match smbios::read_fwsts(root) {
+        Ok(f) => f,
+        Err(e) => {
+            not_seen.push(format!("SMBIOS FWSTS: {e}"));
+            None
+        }
+    };
+
     // The family: firmware version (sysfs fw_ver, else MKHI), else device ID.
     let sysfs_major = mei
         .as_ref()
@@ -211,7 +224,16 @@ pub fn probe(opts: &ProbeOptions) -> LiveMe {
         );
     }
 
-    let hfsts = reading(config_hfsts, mei.as_ref(), family.map(|f| f.family));
+    let hfsts = reading(config_hfsts, mei.as_ref(), family.map(|f| f.family)).or_else(|| {
+        let regs = smbios_fwsts.as_ref().and_then(SmbiosFwsts::mei1)?;
+        Some(HfstsReading {
+            source: HfstsSource::Smbios,
+            raw_hex: regs.iter().map(|r| format!("{r:#010x}")).collect(),
+            fw_status: None,
+            cross_check_mismatch: None,
+            decoded: hfsts::decode(Hfsts(regs), family.map(|f| f.family)),
+        })
+    });
 
     let classification = classify::classify(&Observation {
         pci: presence,
@@ -224,6 +246,9 @@ pub fn probe(opts: &ProbeOptions) -> LiveMe {
             },
         },
         mkhi_answered: mkhi.as_ref().map(|m| m.fw_version.is_ok()),
+        hfsts_from_smbios: hfsts
+            .as_ref()
+            .is_some_and(|h| h.source == HfstsSource::Smbios),
     });
 
     LiveMe {
@@ -242,6 +267,7 @@ pub fn probe(opts: &ProbeOptions) -> LiveMe {
         mkhi,
         amthi,
         boot_guard_msr,
+        smbios_fwsts,
         not_seen,
     }
 }
@@ -397,6 +423,19 @@ fn query_amthi(
         }
     };
     let info = amthi::query_all(&mut client, opts.reply_timeout);
+    let failures = [
+        ("code versions", info.code_versions.as_ref().err()),
+        ("provisioning state", info.provisioning_state.as_ref().err()),
+        ("control mode", info.control_mode.as_ref().err()),
+        ("UUID", info.uuid.as_ref().err()),
+        ("wired LAN settings", info.lan_wired.as_ref().err()),
+        ("wireless LAN settings", info.lan_wireless.as_ref().err()),
+    ];
+    for (what, err) in failures {
+        if let Some(e) = err {
+            not_seen.push(format!("AMTHI {what}: {e}"));
+        }
+    }
     Some(AmthiReport {
         client: client.properties(),
         info,
@@ -491,6 +530,24 @@ mod tests {
         assert_eq!(h.cross_check_mismatch, None);
         assert!(live.not_seen.iter().any(|l| l.contains("needs root")));
         assert_eq!(live.classification.state, MeState::DisabledByHap);
+    }
+
+    #[test]
+    fn hidden_function_is_explained_by_the_smbios_snapshot() {
+        use crate::hw::mei::smbios::tests::{fwsts_body, structure};
+        let tmp = tempfile::tempdir().unwrap();
+        let dmi = tmp.path().join("sys/firmware/dmi/tables");
+        std::fs::create_dir_all(&dmi).unwrap();
+        let hap = [0x0002_0181, 0x100A_0000, 0x20, 0, 0, 0x4000_0000];
+        std::fs::write(
+            dmi.join("DMI"),
+            structure(0xDB, 0x30, &fwsts_body(&[(1, hap)]), &[]),
+        )
+        .unwrap();
+        let live = probe(&opts(tmp.path()));
+        assert_eq!(live.classification.state, MeState::DisabledByHap);
+        assert_eq!(live.hfsts.as_ref().unwrap().source, HfstsSource::Smbios);
+        assert_eq!(live.smbios_fwsts.unwrap().handle, 0x30);
     }
 
     #[test]

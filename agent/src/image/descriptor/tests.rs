@@ -171,7 +171,7 @@ fn flreg_helper_round_trips() {
             .flreg_raw(5, flreg(0x80_0000, 0x80_FFFF))
             .build(),
     );
-    // Region 5 overlaps nothing? It lies past BIOS end (0x7FFFFF): fine.
+    // Region 5 lies just past the BIOS region (ends 0x7FFFFF), overlapping nothing.
     let d = d.unwrap();
     assert_eq!(d.region(5).unwrap().range(), Some(0x80_0000..0x81_0000));
 }

@@ -38,6 +38,15 @@ pub struct VersionGuess {
     pub evidence: Vec<String>,
 }
 
+impl IfdVersion {
+    pub fn name(self) -> &'static str {
+        match self {
+            IfdVersion::V1 => "v1",
+            IfdVersion::V2 => "v2",
+        }
+    }
+}
+
 impl VersionGuess {
     /// Folds in an independent indication (the ME generation, say): agreement
     /// confirms, a first indication sets, a contradiction is recorded and
@@ -51,13 +60,15 @@ impl VersionGuess {
             Some(_) => {
                 self.confidence = Confidence::Unknown;
                 self.evidence.push(format!(
-                    "{why}: implies {implied:?}, contradicting the descriptor"
+                    "{why}: implies {}, contradicting the descriptor",
+                    implied.name()
                 ));
             }
             None => {
                 self.version = Some(implied);
                 self.confidence = Confidence::Probable;
-                self.evidence.push(format!("{why}: implies {implied:?}"));
+                self.evidence
+                    .push(format!("{why}: implies {}", implied.name()));
             }
         }
     }
@@ -99,13 +110,15 @@ pub(crate) fn guess(signature_offset: usize, map: &DescriptorMap, flcomp: u32) -
         }
         Some(_) => {
             evidence.push(format!(
-                "FLCOMP read clock {read_clock} suggests {by_clock:?}, a test known to fail on 500-series and later; not trusted"
+                "FLCOMP read clock {read_clock} suggests {}, a test known to fail on 500-series and later; not trusted",
+                by_clock.name()
             ));
             Confidence::Probable
         }
         None => {
             evidence.push(format!(
-                "FLCOMP read clock {read_clock} suggests {by_clock:?}, not trusted alone"
+                "FLCOMP read clock {read_clock} suggests {}, not trusted alone",
+                by_clock.name()
             ));
             Confidence::Unknown
         }

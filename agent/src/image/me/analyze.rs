@@ -2,14 +2,16 @@
 //! table to the FTPR, its manifest(s) and modules, then decides family,
 //! generation and state.
 
-use super::bytes::{clipped, has_tag, ErasedMap};
+use super::bytes::{clipped, has_tag, slice, ErasedMap};
 use super::cpd::{self, Cpd};
 use super::fpt::{self, span_presence, Fpt};
 use super::ifwi::{self, LayoutTable};
 use super::manifest::{self, Manifest};
+use super::met;
 use super::{
     keys, mme, Compression, Family, FptFacts, Generation, IfwiFacts, Layout, ManifestFacts,
-    MeError, MeRegion, Module, Partition, PartitionSource, Presence, RegionState, Signature, Sku,
+    MeError, MeRegion, Module, ModuleHash, Partition, PartitionSource, Presence, RegionState,
+    Signature, Sku,
 };
 
 /// Below this offset an FTPR has been moved towards the region start: stock
@@ -254,8 +256,34 @@ fn code_partition(w: &mut Walk<'_>, offset: u64, length: u64, is_ftpr: bool) {
         }
     }
     if is_ftpr {
-        w.modules
-            .extend(cpd_modules(&w.erased, &dir, offset, length));
+        let mut modules = cpd_modules(&w.erased, &dir, offset, length);
+        let signed: Vec<&[u8]> = w
+            .manifests
+            .iter()
+            .filter_map(|m| {
+                slice(
+                    w.region,
+                    m.facts.offset,
+                    u64::from(m.facts.size),
+                    "manifest",
+                )
+                .ok()
+            })
+            .collect();
+        for m in modules
+            .iter_mut()
+            .filter(|m| m.present && !m.name.ends_with(".man") && !m.name.ends_with(".met"))
+        {
+            m.hash = met::check(w.region, &dir, &m.name, &signed);
+            if let Some(ModuleHash::Mismatch { why }) = &m.hash {
+                let (what, at) = (
+                    format!("module {}: {why}", m.name),
+                    m.offset.unwrap_or(offset),
+                );
+                w.damage(what, at);
+            }
+        }
+        w.modules.extend(modules);
     }
 }
 
@@ -304,6 +332,7 @@ fn cpd_modules(map: &ErasedMap<'_>, dir: &Cpd, part_offset: u64, part_length: u6
                     Compression::Unknown
                 },
                 present: data.is_empty() || !map.erased(e.offset, span),
+                hash: None,
             }
         })
         .collect()

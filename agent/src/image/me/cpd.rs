@@ -16,6 +16,8 @@ pub(crate) struct CpdEntry {
     pub name: String,
     /// Region offset of the data.
     pub offset: u64,
+    /// Stored length (uncompressed length for Huffman entries).
+    pub length: u64,
     pub huffman: bool,
 }
 
@@ -86,6 +88,7 @@ pub(crate) fn parse(region: &[u8], offset: u64) -> Result<Cpd, MeError> {
         entries.push(CpdEntry {
             name: name(slice(e, 0, 12, ENTRY)?),
             offset: offset + u64::from(attr & 0x01FF_FFFF),
+            length: u64::from(u32_at(e, 0x10, ENTRY)?),
             huffman: attr & (1 << 25) != 0,
         });
     }

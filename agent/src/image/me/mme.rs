@@ -104,6 +104,7 @@ pub(crate) fn parse(
                 length,
                 compression: m.compression,
                 present,
+                hash: None,
             }
         })
         .collect();

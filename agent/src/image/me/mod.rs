@@ -30,6 +30,7 @@ mod fpt;
 mod ifwi;
 mod keys;
 mod manifest;
+mod met;
 mod mme;
 mod signature;
 #[cfg(test)]
@@ -263,6 +264,19 @@ pub struct Module {
     /// False when every byte of the data is 0xFF (removed by a cleaner),
     /// or, for Huffman modules, when all of its chunks are absent.
     pub present: bool,
+    /// CSE modules with a `.met`: the module's hash against its metadata,
+    /// whose own hash the signed manifest lists. `None` where the format
+    /// gives nothing to check against here (gen 2, CSME 12+ without `.met`).
+    pub hash: Option<ModuleHash>,
+}
+
+/// A module's data against the hash its signed metadata records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "verdict")]
+pub enum ModuleHash {
+    Matches,
+    Mismatch { why: String },
+    Unchecked { why: String },
 }
 
 /// Facts about the `$FPT` header itself.

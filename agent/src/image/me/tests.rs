@@ -714,3 +714,32 @@ fn a_manifest_without_a_key_is_unchecked_not_corrupted() {
     assert!(matches!(&rbep.signature, Signature::Unchecked { why } if why.contains("unsigned")));
     assert_eq!(r.state, RegionState::Stock);
 }
+
+#[test]
+fn module_hashes_follow_the_manifest_met_module_chain() {
+    let s = synth::gen3_stock();
+    let r = parse(&s.bytes);
+    let code: Vec<&Module> = r.modules.iter().filter(|m| !m.name.contains('.')).collect();
+    assert!(
+        code.iter().all(|m| m.hash == Some(ModuleHash::Matches)),
+        "{code:?}"
+    );
+    // One byte of module code changed: the .met hash no longer matches.
+    let pm = code.iter().find(|m| m.name == "pm").unwrap();
+    let mut b = s.bytes.clone();
+    b[pm.offset.unwrap() as usize + 5] ^= 1;
+    corrupted_at(
+        &parse(&b),
+        pm.offset.unwrap(),
+        "SHA-256 of pm differs from pm.met",
+    );
+    // The .met changed to match altered code: the manifest does not list it.
+    let met = r.modules.iter().find(|m| m.name == "pm.met").unwrap();
+    let mut b = s.bytes.clone();
+    b[met.offset.unwrap() as usize + 0x20] ^= 1;
+    corrupted_at(
+        &parse(&b),
+        pm.offset.unwrap(),
+        "pm.met is not the one the manifest lists",
+    );
+}

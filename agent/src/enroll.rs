@@ -1,0 +1,231 @@
+//! The agent's half of the enrollment exchange with the org (see
+//! `fortros_wire::exchange` for the messages and docs/operator-guide.md
+//! for the org side):
+//!
+//! 1. ask for a nonce; 2. put it in the report and have the TPM quote the
+//!    report; 3. if challenged, run ActivateCredential and answer; 4. verify
+//!    the org's policy (signature, this AK, this nonce, serial above the
+//!    last applied) before returning it; 5. post the outcome, quoted too.
+//!
+//! The TPM is reached through [`Attester`], so the same code runs with the
+//! real TPM client, swtpm, or a software stand-in in unit tests.
+
+use ed25519_dalek::VerifyingKey;
+use fortros_wire::envelope::{PolicyExpectation, ReportEvidence, SignedPolicy};
+use fortros_wire::exchange::*;
+use fortros_wire::{Bytes, Policy, Report};
+use std::io::Read;
+use std::time::Duration;
+
+/// Largest answer read from the org.
+const MAX_ANSWER: u64 = 1 << 20;
+
+/// What the exchange needs from the node's TPM.
+pub trait Attester {
+    /// TPM name of the attestation key (`0x000b || SHA-256(TPMT_PUBLIC)`).
+    fn ak_name(&self) -> Vec<u8>;
+    /// Fills in the node identity and PCR values, encodes the report and
+    /// quotes it (extraData = SHA-256 of the report bytes).
+    fn attest(&mut self, report: Report) -> Result<ReportEvidence, String>;
+    /// TPM2_ActivateCredential with the EK and the AK.
+    fn activate_credential(&mut self, challenge: &CredentialChallenge) -> Result<Vec<u8>, String>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error("org {url}: {reason}")]
+    Transport { url: String, reason: String },
+    #[error("org {url} refused (HTTP {status}): {reason}")]
+    Refused {
+        url: String,
+        status: u16,
+        reason: String,
+    },
+    #[error("org {url}: unreadable answer: {reason}")]
+    Answer { url: String, reason: String },
+    #[error("TPM: {0}")]
+    Tpm(String),
+    #[error("org policy rejected: {0}")]
+    Policy(#[from] fortros_wire::envelope::PolicyError),
+    #[error("org sent a second credential challenge")]
+    RepeatedChallenge,
+}
+
+/// The result of an enrollment.
+#[derive(Debug, Clone)]
+pub enum Enrolled {
+    /// A verified policy to apply, and its envelope (kept for the report).
+    Policy {
+        policy: Policy,
+        signed: SignedPolicy,
+    },
+    /// The org knows the node but an operator has not approved it yet.
+    Pending { node_id: u64, reason: String },
+}
+
+/// A client of one org.
+pub struct EnrollClient {
+    base: String,
+    org_key: VerifyingKey,
+    agent: ureq::Agent,
+}
+
+impl EnrollClient {
+    /// `base` is the org's URL (`http://10.0.0.1:8443`); `org_key` the
+    /// org's public key from the initramfs configuration.
+    pub fn new(base: &str, org_key: VerifyingKey) -> Self {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .build();
+        EnrollClient {
+            base: base.trim_end_matches('/').to_string(),
+            org_key,
+            agent,
+        }
+    }
+
+    fn post(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, EnrollError> {
+        let url = format!("{}{}", self.base, path);
+        let resp = match self
+            .agent
+            .post(&url)
+            .set("Content-Type", "application/octet-stream")
+            .send_bytes(body)
+        {
+            Ok(r) => r,
+            Err(ureq::Error::Status(status, r)) => {
+                let reason = r.into_string().unwrap_or_default().trim().to_string();
+                return Err(EnrollError::Refused {
+                    url,
+                    status,
+                    reason,
+                });
+            }
+            Err(e) => {
+                return Err(EnrollError::Transport {
+                    url,
+                    reason: e.to_string(),
+                })
+            }
+        };
+        let mut out = Vec::new();
+        resp.into_reader()
+            .take(MAX_ANSWER)
+            .read_to_end(&mut out)
+            .map_err(|e| EnrollError::Transport {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(out)
+    }
+
+    fn answer<T>(
+        &self,
+        path: &str,
+        decoded: Result<T, fortros_wire::codec::CodecError>,
+    ) -> Result<T, EnrollError> {
+        decoded.map_err(|e| EnrollError::Answer {
+            url: format!("{}{}", self.base, path),
+            reason: e.to_string(),
+        })
+    }
+
+    /// A fresh nonce from the org.
+    pub fn nonce(&self) -> Result<Vec<u8>, EnrollError> {
+        let body = self.post("/v1/nonce", &[])?;
+        Ok(self
+            .answer("/v1/nonce", NonceGrant::from_bytes(&body))?
+            .nonce
+            .0)
+    }
+
+    /// Steps 1-4. `last_serial` is the serial of the last policy this node
+    /// applied (a policy must be newer).
+    pub fn enroll(
+        &self,
+        tpm: &mut dyn Attester,
+        mut report: Report,
+        last_serial: Option<u64>,
+    ) -> Result<Enrolled, EnrollError> {
+        let nonce = self.nonce()?;
+        report.nonce = Bytes(nonce.clone());
+        let evidence = tpm.attest(report).map_err(EnrollError::Tpm)?;
+        let body = self.post(
+            "/v1/enroll",
+            &evidence
+                .to_bytes()
+                .map_err(|e| EnrollError::Tpm(e.to_string()))?,
+        )?;
+        let mut response = self.answer("/v1/enroll", EnrollResponse::from_bytes(&body))?;
+        let mut challenged = false;
+        loop {
+            match response.answer {
+                EnrollAnswer::Challenge(ch) => {
+                    if challenged {
+                        return Err(EnrollError::RepeatedChallenge);
+                    }
+                    challenged = true;
+                    let secret = tpm.activate_credential(&ch).map_err(EnrollError::Tpm)?;
+                    let req = ActivationRequest {
+                        format: EXCHANGE_FORMAT,
+                        nonce: Bytes(nonce.clone()),
+                        secret: Bytes(secret),
+                    };
+                    let body = self.post(
+                        "/v1/activate",
+                        &req.to_bytes()
+                            .map_err(|e| EnrollError::Tpm(e.to_string()))?,
+                    )?;
+                    response = self.answer("/v1/activate", EnrollResponse::from_bytes(&body))?;
+                }
+                EnrollAnswer::Pending { node_id, reason } => {
+                    return Ok(Enrolled::Pending { node_id, reason })
+                }
+                EnrollAnswer::Policy(signed) => {
+                    let policy =
+                        self.verify_policy(&signed, &tpm.ak_name(), &nonce, last_serial)?;
+                    return Ok(Enrolled::Policy { policy, signed });
+                }
+            }
+        }
+    }
+
+    /// The checks a policy passes before the agent acts on it.
+    pub fn verify_policy(
+        &self,
+        signed: &SignedPolicy,
+        ak_name: &[u8],
+        nonce: &[u8],
+        last_serial: Option<u64>,
+    ) -> Result<Policy, EnrollError> {
+        let policy = signed.verify(
+            &self.org_key,
+            &PolicyExpectation {
+                ak_name,
+                nonce,
+                last_serial,
+            },
+        )?;
+        log::info!("org policy serial {} verified", policy.serial);
+        Ok(policy)
+    }
+
+    /// Step 5: the report of what the agent did (policy received, actions),
+    /// quoted over a fresh nonce.
+    pub fn post_outcome(
+        &self,
+        tpm: &mut dyn Attester,
+        mut report: Report,
+    ) -> Result<OutcomeAck, EnrollError> {
+        report.nonce = Bytes(self.nonce()?);
+        let evidence = tpm.attest(report).map_err(EnrollError::Tpm)?;
+        let body = self.post(
+            "/v1/outcome",
+            &evidence
+                .to_bytes()
+                .map_err(|e| EnrollError::Tpm(e.to_string()))?,
+        )?;
+        self.answer("/v1/outcome", OutcomeAck::from_bytes(&body))
+    }
+}

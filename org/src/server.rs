@@ -1,0 +1,145 @@
+//! The HTTP face of the exchange: four POST routes carrying postcard
+//! bodies. Registry work runs on blocking threads (SQLite is synchronous).
+//! Refusals answer 400/403 with one line of text saying why.
+
+use crate::exchange::{ExchangeError, Org};
+use axum::body::Bytes as Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use std::sync::Arc;
+
+/// Largest request accepted (a report with an EK certificate is a few KiB).
+pub const MAX_BODY: usize = 256 * 1024;
+
+pub fn router(org: Arc<Org>) -> Router {
+    Router::new()
+        .route("/v1/nonce", post(nonce))
+        .route("/v1/enroll", post(enroll))
+        .route("/v1/activate", post(activate))
+        .route("/v1/outcome", post(outcome))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(org)
+}
+
+/// Serves until the listener fails or `shutdown` resolves.
+pub async fn serve(
+    org: Arc<Org>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(org))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+type Step = fn(&Org, &[u8]) -> Result<Vec<u8>, ExchangeError>;
+
+async fn run(org: Arc<Org>, body: Body, step: Step) -> Response {
+    let result = tokio::task::spawn_blocking(move || step(&org, &body)).await;
+    match result {
+        Ok(Ok(bytes)) => {
+            ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
+        }
+        Ok(Err(e)) => {
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
+            if status.is_server_error() {
+                log::error!("{e}");
+            } else {
+                log::warn!("refused: {e}");
+            }
+            (status, format!("{e}\n")).into_response()
+        }
+        Err(join) => {
+            log::error!("request task failed: {join}");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+        }
+    }
+}
+
+fn encode<T>(
+    r: Result<T, ExchangeError>,
+    f: impl Fn(&T) -> Result<Vec<u8>, fortros_wire::codec::CodecError>,
+) -> Result<Vec<u8>, ExchangeError> {
+    let v = r?;
+    f(&v).map_err(|e| ExchangeError::Malformed(e.to_string()))
+}
+
+async fn nonce(State(org): State<Arc<Org>>, body: Body) -> Response {
+    run(org, body, |o, _| encode(o.issue_nonce(), |g| g.to_bytes())).await
+}
+
+async fn enroll(State(org): State<Arc<Org>>, body: Body) -> Response {
+    run(org, body, |o, b| encode(o.enroll(b), |r| r.to_bytes())).await
+}
+
+async fn activate(State(org): State<Arc<Org>>, body: Body) -> Response {
+    run(org, body, |o, b| encode(o.activate(b), |r| r.to_bytes())).await
+}
+
+async fn outcome(State(org): State<Arc<Org>>, body: Body) -> Response {
+    run(org, body, |o, b| encode(o.outcome(b), |r| r.to_bytes())).await
+}
+
+/// A server on its own runtime thread (tests, benchmarks, `serve`).
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    /// Binds `addr` (port 0: an ephemeral port) and serves in the background.
+    pub fn start(org: Arc<Org>, addr: &str) -> std::io::Result<Running> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let std_listener = std::net::TcpListener::bind(addr)?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener)?;
+                serve(org, listener, async {
+                    let _ = rx.await;
+                })
+                .await
+            })
+        });
+        Ok(Running {
+            addr,
+            stop: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, finishes open requests, joins the thread.
+    pub fn stop(mut self) -> std::io::Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(std::io::Error::other("server thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}

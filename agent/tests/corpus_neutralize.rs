@@ -313,3 +313,48 @@ fn corrupted_real_regions_are_refused() {
         );
     }
 }
+
+/// After stripping with relocation and truncation, `inspect` lists as left
+/// exactly the code modules the plan kept: erased modules and modules cut
+/// off by truncation count as removed (issue: they were listed as left).
+#[test]
+fn stripped_truncated_region_lists_only_the_kept_modules() {
+    use fortros_agent::image::me::{parse_me_region, RegionState};
+    let Some(corpus) =
+        Corpus::open_or_skip("stripped_truncated_region_lists_only_the_kept_modules")
+    else {
+        return;
+    };
+    let me = corpus.read("x210_me.bin").unwrap();
+    let options = Options {
+        mode: Mode::Strip,
+        relocate: true,
+        truncate: true,
+        ..Options::default()
+    };
+    let out = neutralize(&me, &options).unwrap();
+    assert!(out.image.len() < me.len(), "truncated");
+    let kept: Vec<String> = out
+        .plan
+        .modules
+        .iter()
+        .filter(|m| !m.removed && !m.name.ends_with(".man") && !m.name.ends_with(".met"))
+        .map(|m| m.name.clone())
+        .collect();
+    assert_eq!(kept, ["rbe", "kernel", "syslib", "bup"]);
+    let removed = out.plan.modules.iter().filter(|m| m.removed).count();
+    assert_eq!(removed, 19);
+    match parse_me_region(&out.image).unwrap().state {
+        RegionState::Cleaned {
+            remaining_partitions,
+            remaining_modules,
+            relocated,
+            truncated,
+        } => {
+            assert_eq!(remaining_partitions, ["FTPR"]);
+            assert_eq!(remaining_modules, kept);
+            assert!(relocated && truncated);
+        }
+        other => panic!("x210 stripped: {other:?}"),
+    }
+}

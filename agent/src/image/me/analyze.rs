@@ -302,7 +302,8 @@ fn other_code_partition(w: &mut Walk<'_>, name: &str, offset: u64, length: u64) 
 
 /// `$CPD` entries as modules. Like me_cleaner, an entry's data runs to the
 /// next entry's offset (the last one to the partition end), so a module
-/// removed by a cleaner shows up as all 0xFF.
+/// removed by a cleaner shows up as all 0xFF, or is missing altogether
+/// when truncation cut the region before it.
 fn cpd_modules(map: &ErasedMap<'_>, dir: &Cpd, part_offset: u64, part_length: u64) -> Vec<Module> {
     let part_end = part_offset.saturating_add(part_length);
     let mut starts: Vec<u64> = dir.entries.iter().map(|e| e.offset).collect();
@@ -331,7 +332,10 @@ fn cpd_modules(map: &ErasedMap<'_>, dir: &Cpd, part_offset: u64, part_length: u6
                 } else {
                     Compression::Unknown
                 },
-                present: data.is_empty() || !map.erased(e.offset, span),
+                // Removed when its data is all 0xFF (erased) or lies wholly
+                // past the end of a truncated region (cut off); a zero-length
+                // entry has nothing to remove.
+                present: span == 0 || (!data.is_empty() && !map.erased(e.offset, span)),
                 hash: None,
             }
         })

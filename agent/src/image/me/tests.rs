@@ -227,6 +227,60 @@ fn gen3_with_non_essential_modules_erased_is_cleaned() {
 }
 
 #[test]
+fn gen3_modules_cut_off_by_truncation_count_as_removed() {
+    // Like `me_cleaner -t`: non-essential modules before the cut are erased,
+    // those after it are gone with the truncated tail. Neither is "left".
+    let s = synth::gen3_stock();
+    let r = parse(&s.bytes);
+    let essential = ["rbe", "kernel", "syslib", "bup"];
+    let code: Vec<&Module> = r.modules.iter().filter(|m| !m.name.contains('.')).collect();
+    // Cut after the last byte of the essential modules, their metadata and
+    // the manifest, as the cleaner's minimum size does.
+    let kept = |n: &str| n.ends_with(".man") || essential.contains(&n.trim_end_matches(".met"));
+    let cut = r
+        .modules
+        .iter()
+        .filter(|m| kept(&m.name))
+        .map(|m| m.offset.unwrap() + m.length)
+        .max()
+        .unwrap() as usize;
+    let past_cut = code
+        .iter()
+        .filter(|m| m.offset.unwrap() as usize >= cut)
+        .count();
+    assert!(
+        past_cut > 0,
+        "the synthetic image must have modules past the cut"
+    );
+    let mut b = s.bytes.clone();
+    for m in code
+        .iter()
+        .filter(|m| !essential.contains(&m.name.as_str()))
+    {
+        let at = m.offset.unwrap() as usize;
+        let end = (at + m.length as usize).min(cut);
+        if at < end {
+            b[at..end].fill(0xFF);
+        }
+    }
+    b.truncate(cut);
+    let r = parse(&b);
+    match r.state {
+        RegionState::Cleaned {
+            remaining_modules, ..
+        } => assert_eq!(remaining_modules, essential),
+        s => panic!("{s:?}"),
+    }
+    for m in r
+        .modules
+        .iter()
+        .filter(|m| m.offset.unwrap() as usize >= cut)
+    {
+        assert!(!m.present, "{} lies past the cut", m.name);
+    }
+}
+
+#[test]
 fn one_erased_module_alone_does_not_make_a_region_cleaned() {
     // CSME 11.8 stock images carry an all-0xFF placeholder module (fptemp).
     let mut b = synth::gen3_stock().bytes;

@@ -35,6 +35,9 @@ pub const TPM_DEVICE: &str = "/dev/tpmrm0";
 pub struct TpmAttester<T: Transport> {
     tpm: Tpm<T>,
     ak_name: Vec<u8>,
+    /// The last report quoted, as filled in (AK, EK, PCRs, nonce): what
+    /// the console line shows.
+    last: Option<Report>,
 }
 
 impl<T: Transport> TpmAttester<T> {
@@ -44,7 +47,11 @@ impl<T: Transport> TpmAttester<T> {
         let _ = tpm.flush(ak.handle);
         let mut ak_name = vec![0x00, 0x0b];
         ak_name.extend_from_slice(&Sha256::digest(&ak.public));
-        Ok(TpmAttester { tpm, ak_name })
+        Ok(TpmAttester {
+            tpm,
+            ak_name,
+            last: None,
+        })
     }
 }
 
@@ -53,7 +60,10 @@ impl<T: Transport> Attester for TpmAttester<T> {
         self.ak_name.clone()
     }
     fn attest(&mut self, mut report: Report) -> Result<ReportEvidence, String> {
-        identity::attest_report(&mut self.tpm, &mut report).map_err(|e| e.to_string())
+        let evidence =
+            identity::attest_report(&mut self.tpm, &mut report).map_err(|e| e.to_string())?;
+        self.last = Some(report);
+        Ok(evidence)
     }
     fn activate_credential(&mut self, ch: &CredentialChallenge) -> Result<Vec<u8>, String> {
         identity::activate_credential(
@@ -236,6 +246,9 @@ fn enroll(
     let ack = client
         .post_outcome(&mut tpm, report.clone())
         .map_err(|e| format!("outcome: {e}"))?;
+    if let Some(sent) = tpm.last.take() {
+        *report = sent;
+    }
     log::info!(
         "org recorded report {} for node {}",
         ack.report_id,

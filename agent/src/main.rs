@@ -6,7 +6,7 @@ use fortros_agent::cli::{self, Cli};
 fn main() {
     // As /init in the initramfs, run the boot sequence; it never returns.
     if std::process::id() == 1 {
-        fortros_agent::boot::init::run(&mut fortros_agent::boot::init::measure_only);
+        fortros_agent::boot::init::run(&mut fortros_agent::boot::work::enroll_and_apply);
     }
     let args = Cli::parse();
     std::process::exit(cli::run(args));

@@ -15,3 +15,4 @@ pub mod logging;
 pub mod modules;
 pub mod mounts;
 pub mod network;
+pub mod work;

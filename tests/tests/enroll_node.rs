@@ -1,0 +1,307 @@
+//! The whole node under QEMU (TCG): the agent as PID 1 measures a synthetic
+//! SPI image, enrolls with a real `fortros-org serve` on host loopback
+//! (10.0.2.2 from the guest), with the swtpm TPM over /dev/tpmrm0 quoting
+//! the report, applies the `ignore` policy, prints `FORTROS-REPORT=` and
+//! hands off with kexec. A second boot with the same swtpm state must be
+//! recognised as the same node.
+
+use fortros_e2e::{node_available, root, work};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+fn sha_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = work().join("e2e-enroll").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create the test's folder");
+    d
+}
+
+fn build_initramfs(out: &Path, args: &[&str]) {
+    let st = Command::new(root().join("scripts/build-initramfs"))
+        .arg(out)
+        .args(args)
+        .status()
+        .expect("run scripts/build-initramfs");
+    assert!(
+        st.success(),
+        "scripts/build-initramfs {args:?} failed: {st}"
+    );
+}
+
+/// The org binary, built in its own target folder (`cargo test` holds the
+/// lock on the workspace's).
+fn org_bin() -> PathBuf {
+    let target = std::env::var_os("FORTROS_HOST_TARGET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| work().join("target-host"));
+    let st = Command::new("cargo")
+        .current_dir(root())
+        .env("CARGO_TARGET_DIR", &target)
+        .args([
+            "build",
+            "--quiet",
+            "--locked",
+            "-p",
+            "fortros-org",
+            "--bin",
+            "fortros-org",
+        ])
+        .status()
+        .expect("run cargo build");
+    assert!(st.success(), "building fortros-org failed");
+    target.join("debug/fortros-org")
+}
+
+fn org(bin: &Path, dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(bin)
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run fortros-org");
+    assert!(
+        out.status.success(),
+        "fortros-org {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Kills the org server when the test ends, pass or fail.
+struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+fn boot(initrd: &Path, out: &Path, spi: &Path, tpm: &Path) -> String {
+    let st = Command::new(root().join("scripts/run-node"))
+        .arg("--initrd")
+        .arg(initrd)
+        .arg("--out")
+        .arg(out)
+        .arg("--timeout")
+        .arg("400")
+        .arg("--spi")
+        .arg(spi)
+        .arg("--tpm")
+        .arg(tpm)
+        .arg("--net")
+        .arg("--append")
+        .arg("no_timer_check FORTROS_MTD_ALLOW_RAM=1")
+        .status()
+        .expect("run scripts/run-node");
+    let console = std::fs::read_to_string(out.join("console.log")).unwrap_or_default();
+    assert!(st.success(), "QEMU failed; console:\n{console}");
+    console
+}
+
+/// The JSON after `FORTROS-REPORT=` on the console.
+fn report_line(console: &str) -> serde_json::Value {
+    let line = console
+        .lines()
+        .find_map(|l| l.trim_end_matches('\r').strip_prefix("FORTROS-REPORT="))
+        .unwrap_or_else(|| panic!("no FORTROS-REPORT line; console:\n{console}"));
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("report line: {e}: {line}"))
+}
+
+#[test]
+fn node_enrolls_applies_ignore_and_hands_off_then_reenrolls() {
+    if !node_available("node_enrolls_applies_ignore_and_hands_off_then_reenrolls") {
+        return;
+    }
+    let d = dir("ignore");
+    // The org: keys, auto-approval (no operator in a test), serve.
+    let bin = org_bin();
+    let org_dir = d.join("org");
+    std::fs::create_dir_all(&org_dir).unwrap();
+    org(&bin, &org_dir, &["init"]);
+    let toml_path = org_dir.join("org.toml");
+    let toml = std::fs::read_to_string(&toml_path).unwrap();
+    assert!(toml.contains("auto_approve = false"), "{toml}");
+    std::fs::write(
+        &toml_path,
+        toml.replace("auto_approve = false", "auto_approve = true"),
+    )
+    .unwrap();
+    let port = free_port();
+    let _server = Server(
+        Command::new(&bin)
+            .arg("--dir")
+            .arg(&org_dir)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::fs::File::create(d.join("org.log")).unwrap())
+            .stderr(std::fs::File::create(d.join("org.err")).unwrap())
+            .spawn()
+            .expect("start fortros-org serve"),
+    );
+    let public_key = org_public_key(&org_dir);
+
+    // The node: the OS to hand off to is a small initramfs printing a marker.
+    let kernel_dir = work().join("kernel/current");
+    let kver = std::fs::read_dir(kernel_dir.join("lib/modules"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .expect("a kernel version");
+    let vmlinuz = kernel_dir.join(format!("boot/vmlinuz-{kver}"));
+    let target = d.join("target.cpio.gz");
+    let target_init = root().join("tests/guest/kexec-target-init.sh");
+    build_initramfs(
+        &target,
+        &[
+            "--modules",
+            "crc16",
+            "--init",
+            target_init.to_str().unwrap(),
+        ],
+    );
+    let cfg = d.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[org]
+url = "http://10.0.2.2:{port}"
+public_key = "{public_key}"
+
+[flash]
+device = "mtd"
+
+[network]
+interface = "eth0"
+
+[handoff]
+method = "kexec"
+kernel = "/boot/vmlinuz"
+initrd = "/boot/initrd.img"
+cmdline = "console=ttyS0 panic=-1 quiet loglevel=4 no_timer_check fortros.handoff=kexec-test"
+
+[[modules]]
+name = "virtio_pci"
+
+[[modules]]
+name = "virtio_blk"
+
+[[modules]]
+name = "virtio_net"
+
+[[modules]]
+name = "block2mtd"
+params = "block2mtd=/dev/vda,4096"
+"#
+        ),
+    )
+    .unwrap();
+    let initrd = d.join("initrd.cpio.gz");
+    build_initramfs(
+        &initrd,
+        &[
+            "--agent-init",
+            "--file",
+            cfg.to_str().unwrap(),
+            "/etc/fortros/agent.toml",
+            "--file",
+            vmlinuz.to_str().unwrap(),
+            "/boot/vmlinuz",
+            "--file",
+            target.to_str().unwrap(),
+            "/boot/initrd.img",
+        ],
+    );
+    let img = fortros_testkit::synth::sample_full_image();
+    let spi = d.join("spi.bin");
+    std::fs::write(&spi, &img).unwrap();
+    let tpm = d.join("tpm");
+
+    // First boot: enrollment.
+    let console = boot(&initrd, &d.join("out1"), &spi, &tpm);
+    assert!(
+        console.contains(&format!("FORTROS-FLASH-SHA256={}", sha_hex(&img))),
+        "console:\n{console}"
+    );
+    let line = report_line(&console);
+    assert!(
+        line["enrollment"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("policy "),
+        "enrollment: {line}"
+    );
+    let node_id = line["node_id"]
+        .as_u64()
+        .expect("node id in the report line");
+    assert_eq!(
+        line["report"]["flash"]["image_sha256"].as_str(),
+        Some(sha_hex(&img).as_str())
+    );
+    let actions = line["report"]["actions"].to_string();
+    assert!(
+        actions.contains("ignore") && actions.contains("Done"),
+        "{actions}"
+    );
+    assert!(!console.contains("FAILED:"), "console:\n{console}");
+    let marker = console
+        .lines()
+        .find_map(|l| {
+            l.trim_end_matches('\r')
+                .strip_prefix("NODE-RESULT kexec.target ")
+        })
+        .unwrap_or_else(|| panic!("no handoff marker; console:\n{console}"));
+    assert!(marker.contains("fortros.handoff=kexec-test"), "{marker}");
+    assert!(std::fs::read(&spi).unwrap() == img, "flash untouched");
+
+    // The org knows the node, with the flash digest the host computes.
+    let nodes: serde_json::Value =
+        serde_json::from_str(&org(&bin, &org_dir, &["nodes", "list", "--json"])).unwrap();
+    let ids: Vec<u64> = nodes
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|n| n["id"].as_u64())
+        .collect();
+    assert_eq!(ids, vec![node_id], "{nodes}");
+    let show: serde_json::Value = serde_json::from_str(&org(
+        &bin,
+        &org_dir,
+        &["nodes", "show", &node_id.to_string(), "--json"],
+    ))
+    .unwrap();
+    assert_eq!(
+        show["last_report"]["flash"]["image_sha256"].as_str(),
+        Some(sha_hex(&img).as_str()),
+        "{show}"
+    );
+
+    // Second boot, same TPM state: the same node, no new one.
+    let console = boot(&initrd, &d.join("out2"), &spi, &tpm);
+    let line = report_line(&console);
+    assert_eq!(line["node_id"].as_u64(), Some(node_id), "{line}");
+    let nodes: serde_json::Value =
+        serde_json::from_str(&org(&bin, &org_dir, &["nodes", "list", "--json"])).unwrap();
+    assert_eq!(nodes.as_array().map(Vec::len), Some(1), "{nodes}");
+    assert!(std::fs::read(&spi).unwrap() == img, "flash untouched");
+}
+
+/// The org's public key (hex) as `init` wrote it.
+fn org_public_key(org_dir: &Path) -> String {
+    std::fs::read_to_string(org_dir.join("org.pub"))
+        .expect("org.pub written by init")
+        .trim()
+        .to_string()
+}

@@ -244,3 +244,51 @@ pub fn boot(b: &Boot) -> Outcome {
     );
     out
 }
+
+/// A fresh, empty folder for one test: `.work/<group>/<name>`.
+pub fn fresh_dir(group: &str, name: &str) -> PathBuf {
+    let d = work().join(group).join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create the test's folder");
+    d
+}
+
+/// Runs `scripts/build-initramfs OUT ARGS...` and fails the test if it fails.
+pub fn build_initramfs(out: &Path, args: &[&str]) {
+    let st = Command::new(root().join("scripts/build-initramfs"))
+        .arg(out)
+        .args(args)
+        .status()
+        .expect("run scripts/build-initramfs");
+    assert!(
+        st.success(),
+        "scripts/build-initramfs {args:?} failed: {st}"
+    );
+}
+
+/// The OS a kexec handoff boots in tests: the guest kernel's vmlinuz and, in
+/// `d`, a small initramfs whose init prints `NODE-RESULT kexec.target ...`.
+/// Returns (vmlinuz, target initramfs).
+pub fn kexec_target(d: &Path) -> (PathBuf, PathBuf) {
+    let kernel_dir = work().join("kernel/current");
+    let kver = std::fs::read_dir(kernel_dir.join("lib/modules"))
+        .expect("the fetched kernel's modules folder")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .expect("a kernel version");
+    let vmlinuz = kernel_dir.join(format!("boot/vmlinuz-{kver}"));
+    let target = d.join("target.cpio.gz");
+    let target_init = root().join("tests/guest/kexec-target-init.sh");
+    build_initramfs(
+        &target,
+        // One small module: build-initramfs expects at least one.
+        &[
+            "--modules",
+            "crc16",
+            "--init",
+            target_init.to_str().expect("a UTF-8 path"),
+        ],
+    );
+    (vmlinuz, target)
+}

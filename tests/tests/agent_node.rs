@@ -6,7 +6,7 @@
 //! it with scripts/run-node; the guest prints `NODE-RESULT key value` lines
 //! (the CLI test) or the agent's own log lines on the serial console.
 
-use fortros_e2e::{node_available, root, work};
+use fortros_e2e::{build_initramfs, fresh_dir, kexec_target, node_available, root};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -29,22 +29,7 @@ fn pseudo_random(n: usize, mut x: u32) -> Vec<u8> {
 }
 
 fn dir(name: &str) -> PathBuf {
-    let d = work().join("e2e-agent").join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("create the test's folder");
-    d
-}
-
-fn build_initramfs(out: &Path, args: &[&str]) {
-    let st = Command::new(root().join("scripts/build-initramfs"))
-        .arg(out)
-        .args(args)
-        .status()
-        .expect("run scripts/build-initramfs");
-    assert!(
-        st.success(),
-        "scripts/build-initramfs {args:?} failed: {st}"
-    );
+    fresh_dir("e2e-agent", name)
 }
 
 /// Boots and returns (QEMU exit status success, console text).
@@ -263,27 +248,8 @@ fn agent_as_pid1_hands_off_with_kexec() {
         return;
     }
     let d = dir("pid1-kexec");
-    let kernel_dir = work().join("kernel/current");
-    let kver = std::fs::read_dir(kernel_dir.join("lib/modules"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .next()
-        .expect("a kernel version");
-    let vmlinuz = kernel_dir.join(format!("boot/vmlinuz-{kver}"));
     // The OS: a second initramfs whose init prints a marker.
-    let target = d.join("target.cpio.gz");
-    let target_init = root().join("tests/guest/kexec-target-init.sh");
-    build_initramfs(
-        &target,
-        // One small module: build-initramfs expects at least one.
-        &[
-            "--modules",
-            "crc16",
-            "--init",
-            target_init.to_str().unwrap(),
-        ],
-    );
+    let (vmlinuz, target) = kexec_target(&d);
     let cfg = d.join("agent.toml");
     std::fs::write(
         &cfg,

@@ -5,7 +5,7 @@
 //! hands off with kexec. A second boot with the same swtpm state must be
 //! recognised as the same node.
 
-use fortros_e2e::{node_available, root, work};
+use fortros_e2e::{build_initramfs, fresh_dir, kexec_target, node_available, root, work};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -15,22 +15,7 @@ fn sha_hex(b: &[u8]) -> String {
 }
 
 fn dir(name: &str) -> PathBuf {
-    let d = work().join("e2e-enroll").join(name);
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("create the test's folder");
-    d
-}
-
-fn build_initramfs(out: &Path, args: &[&str]) {
-    let st = Command::new(root().join("scripts/build-initramfs"))
-        .arg(out)
-        .args(args)
-        .status()
-        .expect("run scripts/build-initramfs");
-    assert!(
-        st.success(),
-        "scripts/build-initramfs {args:?} failed: {st}"
-    );
+    fresh_dir("e2e-enroll", name)
 }
 
 /// The org binary, built in its own target folder (`cargo test` holds the
@@ -152,25 +137,7 @@ fn node_enrolls_applies_ignore_and_hands_off_then_reenrolls() {
     let public_key = org_public_key(&org_dir);
 
     // The node: the OS to hand off to is a small initramfs printing a marker.
-    let kernel_dir = work().join("kernel/current");
-    let kver = std::fs::read_dir(kernel_dir.join("lib/modules"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .next()
-        .expect("a kernel version");
-    let vmlinuz = kernel_dir.join(format!("boot/vmlinuz-{kver}"));
-    let target = d.join("target.cpio.gz");
-    let target_init = root().join("tests/guest/kexec-target-init.sh");
-    build_initramfs(
-        &target,
-        &[
-            "--modules",
-            "crc16",
-            "--init",
-            target_init.to_str().unwrap(),
-        ],
-    );
+    let (vmlinuz, target) = kexec_target(&d);
     let cfg = d.join("agent.toml");
     std::fs::write(
         &cfg,

@@ -136,3 +136,44 @@ fn org_power_cycles_the_node_through_the_amt_remote_port() {
         .count();
     assert!(link_resets >= 2, "{:?}", o.events);
 }
+
+/// The LME under the guest's real mei_me driver: APF handshake, one HTTP
+/// exchange (401 with the scenario's realm), and after CHANNEL_CLOSE the
+/// ME's own disconnect reaches the client as ENODEV; a new connection
+/// handshakes again.
+#[test]
+fn lme_session_through_the_real_driver() {
+    if !node_available("lme_session_through_the_real_driver") {
+        return;
+    }
+    let text =
+        std::fs::read_to_string(root().join("qemu/scenarios/amt-unprovisioned.toml")).unwrap();
+    let o = boot(&Boot {
+        name: "amt-lme",
+        image: fortros_e2e::Image::MeiClient,
+        checks: "meiclient",
+        append: "fortros.meiclient=lme",
+        scenario: Some(&text),
+        ..Boot::default()
+    });
+    assert_eq!(o.get("lme.ports"), "16992,623", "{}", o.console);
+    assert_eq!(o.get("lme.http_status"), "401");
+    assert_eq!(
+        o.get("lme.realm"),
+        "Digest:6F3C2E1D0A9B8C7D6E5F4A3B2C1D0E9F"
+    );
+    assert_eq!(o.get("lme.close"), "ok");
+    assert_eq!(o.get("lme.after_close"), "read ENODEV");
+    assert_eq!(o.get("lme.rehandshake"), "ok 2");
+    assert!(o
+        .events
+        .iter()
+        .any(|e| matches!(e, fortros_meiemu::Event::MeDisconnect { .. })));
+    assert!(
+        !o.events
+            .iter()
+            .any(|e| matches!(e, fortros_meiemu::Event::ProtocolError(_))),
+        "{:?}",
+        o.events
+    );
+}

@@ -633,3 +633,232 @@ fn setup(m: &mut AmtModel, e: &Envelope) -> u32 {
     m.save();
     0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amt::{lock, md5_hex};
+    use crate::scenario::Scenario;
+
+    const SETUP_ACTION: &str =
+        "http://intel.com/wbem/wscim/1/ips-schema/1/IPS_HostBasedSetupService/Setup";
+
+    /// A recorded-style request envelope (our own prefixes, as a client
+    /// library would write it).
+    fn envelope_text(action: &str, resource: &str, selector: Option<&str>, body: &str) -> String {
+        let sel = selector
+            .map(|v| {
+                format!("<w:SelectorSet><w:Selector Name=\"InstanceID\">{v}</w:Selector></w:SelectorSet>")
+            })
+            .unwrap_or_default();
+        format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?><Envelope xmlns=\"http://www.w3.org/2003/05/soap-envelope\" \
+             xmlns:a=\"http://schemas.xmlsoap.org/ws/2004/08/addressing\" xmlns:w=\"http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd\">\
+             <Header><a:Action>{action}</a:Action><a:To>/wsman</a:To><w:ResourceURI>{resource}</w:ResourceURI>\
+             <a:MessageID>uuid:rec-1</a:MessageID>{sel}</Header><Body>{body}</Body></Envelope>"
+        )
+    }
+
+    /// Sends `body` authenticated as `user` with `ha1`, over `via`.
+    fn call(m: &mut AmtModel, user: &str, ha1: &str, body: String, via: Via) -> (u16, String) {
+        let nonce = m.new_nonce();
+        let realm = m.state.realm.clone();
+        let resp = digest::response(ha1, &nonce, "00000001", "cn", "POST", "/wsman");
+        let req = Request {
+            method: "POST".into(),
+            target: "/wsman".into(),
+            headers: vec![(
+                "Authorization".into(),
+                format!(
+                    "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"/wsman\", \
+                     response=\"{resp}\", qop=auth, nc=00000001, cnonce=\"cn\""
+                ),
+            )],
+            body: body.into_bytes(),
+        };
+        let r = serve(m, &req, via);
+        let text = String::from_utf8(r.bytes).unwrap();
+        let status = text[9..12].parse().unwrap();
+        (status, text)
+    }
+
+    fn model(toml: &str) -> crate::amt::SharedAmt {
+        AmtModel::shared(&Scenario::from_toml(toml).unwrap().resolve().unwrap())
+    }
+
+    fn lsa_ha1(m: &AmtModel) -> String {
+        md5_hex(&format!("{LSA_USER}:{}:{}", m.state.realm, m.lsa_password))
+    }
+
+    fn setup_body(kind: &str, hash: &str) -> String {
+        envelope_text(
+            SETUP_ACTION,
+            &format!("{IPS_NS}IPS_HostBasedSetupService"),
+            None,
+            &format!(
+                "<h:Setup_INPUT xmlns:h=\"{IPS_NS}IPS_HostBasedSetupService\">\
+                 <h:NetAdminPassEncryptionType>{kind}</h:NetAdminPassEncryptionType>\
+                 <h:NetworkAdminPassword>{hash}</h:NetworkAdminPassword></h:Setup_INPUT>"
+            ),
+        )
+    }
+
+    #[test]
+    fn setup_rules() {
+        let amt = model("");
+        let mut m = lock(&amt);
+        let ha1 = lsa_ha1(&m);
+        let hash = "00112233445566778899AABBCCDDEEFF";
+        // bad parameters
+        let (_, r) = call(&mut m, LSA_USER, &ha1, setup_body("1", hash), Via::Local);
+        assert!(r.contains("<g:ReturnValue>3</g:ReturnValue>"), "{r}");
+        let (_, r) = call(&mut m, LSA_USER, &ha1, setup_body("2", "xyz"), Via::Local);
+        assert!(r.contains("<g:ReturnValue>3</g:ReturnValue>"), "{r}");
+        // the LSA is local only
+        let (status, _) = call(&mut m, LSA_USER, &ha1, setup_body("2", hash), Via::Remote);
+        assert_eq!(status, 401);
+        assert_eq!(m.state.provisioning_state, 0);
+        let (status, r) = call(&mut m, LSA_USER, &ha1, setup_body("2", hash), Via::Local);
+        assert_eq!(status, 200);
+        assert!(
+            r.contains("Setup_OUTPUT><g:ReturnValue>0</g:ReturnValue>"),
+            "{r}"
+        );
+        assert!(r.contains("<b:RelatesTo>uuid:rec-1</b:RelatesTo>"), "{r}");
+        assert!(r.contains(&format!("{SETUP_ACTION}Response")), "{r}");
+        assert_eq!(m.state.provisioning_state, 2, "AMT 11: no commit needed");
+        assert_eq!(m.state.control_mode, 1);
+        assert_eq!(
+            m.state.admin_digest_a1.as_deref(),
+            Some("00112233445566778899aabbccddeeff")
+        );
+        // again: invalid state
+        let (_, r) = call(&mut m, LSA_USER, &ha1, setup_body("2", hash), Via::Local);
+        assert!(r.contains("<g:ReturnValue>2</g:ReturnValue>"), "{r}");
+    }
+
+    #[test]
+    fn roles_classes_and_put_validation() {
+        let amt = model("");
+        let mut m = lock(&amt);
+        let admin = md5_hex(&format!("admin:{}:pw", m.state.realm));
+        m.state.provisioning_state = 2;
+        m.state.control_mode = 1;
+        m.state.admin_digest_a1 = Some(admin.clone());
+        let lsa = lsa_ha1(&m);
+        let eth = format!("{AMT_NS}AMT_EthernetPortSettings");
+        let get = |sel: Option<&str>| envelope_text(wsman::ACTION_GET, &eth, sel, "");
+        // LSA: Ethernet denied
+        let (status, r) = call(&mut m, LSA_USER, &lsa, get(Some(ETHERNET_0)), Via::Local);
+        assert_eq!(status, 400);
+        assert!(r.contains("c:AccessDenied"), "{r}");
+        // admin: fine; wireless instance does not exist
+        let (status, r) = call(&mut m, "admin", &admin, get(Some(ETHERNET_0)), Via::Remote);
+        assert_eq!(status, 200, "{r}");
+        assert!(
+            r.contains("<g:MACAddress>02-46-52-54-4f-53</g:MACAddress>"),
+            "{r}"
+        );
+        let (_, r) = call(
+            &mut m,
+            "admin",
+            &admin,
+            get(Some("Intel(r) AMT Ethernet Port Settings 1")),
+            Via::Remote,
+        );
+        assert!(r.contains("c:InvalidSelectors"), "{r}");
+        // unknown class and unknown method
+        let (_, r) = call(
+            &mut m,
+            "admin",
+            &admin,
+            envelope_text(wsman::ACTION_GET, &format!("{AMT_NS}AMT_Nothing"), None, ""),
+            Via::Remote,
+        );
+        assert!(r.contains("b:DestinationUnreachable"), "{r}");
+        let (_, r) = call(
+            &mut m,
+            "admin",
+            &admin,
+            envelope_text(&format!("{eth}/Frobnicate"), &eth, None, ""),
+            Via::Remote,
+        );
+        assert!(r.contains("b:ActionNotSupported"), "{r}");
+        // static settings without an address are refused, with one accepted
+        let put = |fields: &str| {
+            envelope_text(
+                wsman::ACTION_PUT,
+                &eth,
+                Some(ETHERNET_0),
+                &format!("<h:AMT_EthernetPortSettings xmlns:h=\"{eth}\">{fields}</h:AMT_EthernetPortSettings>"),
+            )
+        };
+        let (_, r) = call(
+            &mut m,
+            "admin",
+            &admin,
+            put("<h:DHCPEnabled>false</h:DHCPEnabled><h:IpSyncEnabled>false</h:IpSyncEnabled>"),
+            Via::Remote,
+        );
+        assert!(r.contains("c:InvalidRepresentation"), "{r}");
+        let (_, r) = call(
+            &mut m,
+            "admin",
+            &admin,
+            put("<h:DHCPEnabled>maybe</h:DHCPEnabled>"),
+            Via::Remote,
+        );
+        assert!(r.contains("c:InvalidRepresentation"), "{r}");
+        let (status, r) = call(
+            &mut m,
+            "admin",
+            &admin,
+            put(
+                "<h:DHCPEnabled>false</h:DHCPEnabled><h:IpSyncEnabled>false</h:IpSyncEnabled>\
+                 <h:IPAddress>192.168.1.9</h:IPAddress><h:SubnetMask>255.255.255.0</h:SubnetMask>",
+            ),
+            Via::Remote,
+        );
+        assert_eq!(status, 200, "{r}");
+        assert!(r.contains("<g:IPAddress>192.168.1.9</g:IPAddress>"), "{r}");
+        assert!(!m.state.ethernet.dhcp_enabled);
+        // a wrong admin password
+        let wrong = md5_hex(&format!("admin:{}:nope", m.state.realm));
+        let (status, r) = call(&mut m, "admin", &wrong, get(None), Via::Remote);
+        assert_eq!(status, 401);
+        assert!(r.contains("stale=\"false\""), "{r}");
+    }
+
+    #[test]
+    fn http_level_refusals() {
+        let amt = model("");
+        let mut m = lock(&amt);
+        let req = |method: &str, target: &str| Request {
+            method: method.into(),
+            target: target.into(),
+            headers: vec![],
+            body: vec![],
+        };
+        let status = |r: Reply| String::from_utf8(r.bytes).unwrap()[9..12].to_string();
+        assert_eq!(
+            status(serve(&mut m, &req("POST", "/index.htm"), Via::Local)),
+            "404"
+        );
+        assert_eq!(
+            status(serve(&mut m, &req("GET", "/wsman"), Via::Local)),
+            "405"
+        );
+        let r = serve(&mut m, &req("POST", "/wsman"), Via::Local);
+        let text = String::from_utf8(r.bytes).unwrap();
+        assert!(text.starts_with("HTTP/1.1 401"));
+        assert!(
+            text.contains("WWW-Authenticate: Digest realm=\"Digest:"),
+            "{text}"
+        );
+        // an unparsable envelope from an authenticated user: a fault
+        let ha1 = lsa_ha1(&m);
+        let (status, r) = call(&mut m, LSA_USER, &ha1, "<not-soap/>".into(), Via::Local);
+        assert_eq!(status, 400);
+        assert!(r.contains("SchemaValidationError"), "{r}");
+    }
+}

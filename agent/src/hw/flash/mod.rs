@@ -9,7 +9,7 @@
 //! - [`access`]: whether the descriptor lets the host (BIOS master) write a region.
 //! - [`write`]: the safe write engine (authorize, erase/write only changed
 //!   blocks, read back, retry, restore on failure).
-//! - [`journal`] and [`recovery`]: a write journal so that a power cut in the
+//! - [`journal`], [`nv_journal`] and [`recovery`]: a write journal (file or TPM NV) so that a power cut in the
 //!   middle of a write is finished or rolled back on the next boot.
 //!
 //! See `docs/flash.md`.
@@ -19,6 +19,7 @@ pub mod file;
 pub mod flashrom;
 pub mod journal;
 pub mod mtd;
+pub mod nv_journal;
 pub mod plan;
 pub mod recovery;
 pub mod write;

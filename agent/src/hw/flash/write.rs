@@ -14,7 +14,7 @@
 
 use super::access::{AccessError, DescriptorAccess};
 use super::journal::{Journal, JournalBlock, JournalError, JournalRecord};
-use super::plan::{changed_blocks, runs, PlanError};
+use super::plan::{changed_blocks, coalesce, runs, PlanError};
 use super::{sha256, Flash, FlashError};
 
 /// Proof that the org's policy signature was checked. Only the policy
@@ -224,27 +224,36 @@ pub fn write_image(
         }
     }
 
+    // The journal names runs (or, for a small store, spans of runs).
     let keep = journal.keeps_data();
+    let entries = match journal.max_entries() {
+        Some(max) => coalesce(&runs, max),
+        None => runs.clone(),
+    };
+    let mut journal_entries = Vec::with_capacity(entries.len());
+    for &(offset, len) in &entries {
+        let o = slice(old, offset, len);
+        let n = slice(new, offset, len);
+        journal_entries.push(JournalBlock {
+            offset,
+            len: u32::try_from(len).map_err(|_| {
+                WriteError::Journal(JournalError::Store {
+                    store: journal.name(),
+                    what: format!("span {offset:#x}+{len:#x} is longer than 4 GiB"),
+                })
+            })?,
+            old_sha256: sha256(o),
+            new_sha256: sha256(n),
+            old: keep.then(|| o.to_vec()),
+            new: keep.then(|| n.to_vec()),
+        });
+    }
     journal.store(&JournalRecord {
         device_size: old.len() as u64,
         block_size: block,
         old_image_sha256: old_sha,
         new_image_sha256: sha256(new),
-        blocks: blocks
-            .iter()
-            .map(|b| {
-                let o = slice(old, b.offset, u64::from(b.len));
-                let n = slice(new, b.offset, u64::from(b.len));
-                JournalBlock {
-                    offset: b.offset,
-                    len: b.len,
-                    old_sha256: sha256(o),
-                    new_sha256: sha256(n),
-                    old: keep.then(|| o.to_vec()),
-                    new: keep.then(|| n.to_vec()),
-                }
-            })
-            .collect(),
+        blocks: journal_entries,
     })?;
     log::info!(
         "{device}: writing {} changed blocks of {block:#x} in {} runs (journal: {})",
@@ -255,7 +264,14 @@ pub fn write_image(
 
     for (i, &(offset, len)) in runs.iter().enumerate() {
         match write_verified(flash, offset, slice(new, offset, len), options.attempts) {
-            Ok(n) => report.attempts += n,
+            Ok(n) => {
+                report.attempts += n;
+                log::info!(
+                    "{device}: run {}/{} at {offset:#x}+{len:#x} written and verified",
+                    i + 1,
+                    runs.len()
+                );
+            }
             Err(cause) => {
                 log::error!("{device}: run at {offset:#x} failed: {cause}; restoring");
                 // Restore every run touched so far, this one included.

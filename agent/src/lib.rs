@@ -4,9 +4,11 @@
 //! - [`hw`]: the node's hardware (flash, MEI, TPM), each part behind a small trait.
 //! - [`boot`]: PID-1 duties (mounts, modules, logging, network, handoff).
 //! - [`cli`]: the `fortros-agent` subcommands.
+//! - [`apply`]: applying a verified org policy (neutralize) on the node.
 //!
 //! See `docs/architecture.md` for how the parts fit together.
 
+pub mod apply;
 pub mod boot;
 pub mod cli;
 pub mod enroll;

@@ -7,6 +7,8 @@
 //! scripts/fetch-kernel not run), tests print a SKIPPED line and pass, unless
 //! `FORTROS_REQUIRE_QEMU` is set (scripts/test sets it): then they fail.
 
+pub mod org;
+
 use fortros_meiemu::{Event, Listener, Scenario};
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixStream;

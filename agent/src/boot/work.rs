@@ -4,13 +4,18 @@
 //! 2. build the wire report and enroll with the org from the config, the
 //!    TPM (`/dev/tpmrm0`) quoting it;
 //! 3. verify the org's signed policy (done by [`EnrollClient::enroll`]);
-//! 4. apply it: only `ignore` on the node so far; any other policy is
-//!    recorded as refused "not implemented on the node yet";
+//! 4. apply it: `ignore` touches nothing; `neutralize` runs
+//!    [`crate::apply::neutralize_on_node`] (backup to the org, safe write)
+//!    and prints `FORTROS-APPLY=<json>`; `use` is recorded as refused "not
+//!    implemented on the node yet";
 //! 5. post the outcome, and print one JSON line `FORTROS-REPORT=...` on the
 //!    console (plus `FORTROS-FLASH-SHA256=<hex>` as before).
 
 use super::init::BootContext;
+use crate::apply::{neutralize_on_node, ApplyRecord, BackupStore, LiveFacts, OrgBackup, Request};
 use crate::enroll::{Attester, EnrollClient, Enrolled};
+use crate::hw::flash::journal::{FileJournal, Journal};
+use crate::hw::flash::write::{VerifiedPolicy, WriteOptions};
 use crate::hw::mei::probe::{probe, ProbeOptions};
 use crate::hw::tpm::identity;
 use crate::hw::tpm::{DeviceTransport, Tpm, Transport};
@@ -18,6 +23,7 @@ use crate::image::inspect::{inspect, ImageReport};
 use ed25519_dalek::VerifyingKey;
 use fortros_wire::envelope::ReportEvidence;
 use fortros_wire::exchange::CredentialChallenge;
+use fortros_wire::policy::NeutralizeMode;
 use fortros_wire::policy::PolicyAction;
 use fortros_wire::report::{
     ActionTaken, FlashFacts, NodeIdentity, Outcome, PcrValues, PolicyReceived, RegionDigest,
@@ -192,7 +198,7 @@ pub fn enroll_and_apply(ctx: &mut BootContext) -> Result<(), String> {
             None,
         ))
     } else {
-        enroll(ctx, &mut report)
+        enroll(ctx, &mut report, &LiveFacts::from_probe(&live))
     };
     let (enrollment, node_id, report_id, result) = match outcome {
         Ok((what, node_id, report_id)) => (what, node_id, report_id, Ok(())),
@@ -215,8 +221,9 @@ pub fn enroll_and_apply(ctx: &mut BootContext) -> Result<(), String> {
 /// Enrolls, applies, posts the outcome. Returns what happened for the
 /// console, the org's node id and report id when known.
 fn enroll(
-    ctx: &BootContext,
+    ctx: &mut BootContext,
     report: &mut Report,
+    live: &LiveFacts,
 ) -> Result<(String, Option<u64>, Option<u64>), String> {
     let key = VerifyingKey::from_bytes(&ctx.config.org.public_key_bytes())
         .map_err(|e| format!("org public key: {e}"))?;
@@ -242,7 +249,20 @@ fn enroll(
         accepted: true,
         reason: None,
     });
-    report.actions.push(apply(&policy.action));
+    let verified =
+        VerifiedPolicy::after_signature_check(Sha256::digest(signed.policy.as_slice()).into());
+    let (taken, record) = apply(&policy.action, |mode| {
+        let mut backup = OrgBackup {
+            client: &client,
+            tpm: &mut tpm,
+            report: report.clone(),
+        };
+        neutralize_here(ctx, mode, verified, live, &mut backup)
+    });
+    report.actions.push(taken);
+    if let Some(ext) = record.as_ref().and_then(ApplyRecord::extension) {
+        report.extensions.push(ext);
+    }
     let ack = client
         .post_outcome(&mut tpm, report.clone())
         .map_err(|e| format!("outcome: {e}"))?;
@@ -261,22 +281,83 @@ fn enroll(
     ))
 }
 
-/// Applies a verified policy. Only `ignore` exists on the node so far.
-fn apply(action: &PolicyAction) -> ActionTaken {
+/// Applies a verified policy: `ignore` touches nothing; `neutralize` goes
+/// through [`crate::apply`] (platform check, backup at the org, safe write);
+/// `use` is not built on the node yet.
+fn apply(
+    action: &PolicyAction,
+    neutralize: impl FnOnce(NeutralizeMode) -> ApplyRecord,
+) -> (ActionTaken, Option<ApplyRecord>) {
     match action {
-        PolicyAction::Ignore => ActionTaken {
-            action: "ignore".into(),
-            outcome: Outcome::Done,
-            detail: Some("policy ignore: flash and ME left as they are".into()),
-        },
-        other => ActionTaken {
-            action: format!("{other:?}"),
-            outcome: Outcome::Refused {
-                reason: "not applied: not implemented on the node yet".into(),
+        PolicyAction::Ignore => (
+            ActionTaken {
+                action: "ignore".into(),
+                outcome: Outcome::Done,
+                detail: Some("policy ignore: flash and ME left as they are".into()),
             },
-            detail: None,
-        },
+            None,
+        ),
+        PolicyAction::Neutralize { mode } => {
+            let rec = neutralize(*mode);
+            (rec.action_taken(), Some(rec))
+        }
+        other => (
+            ActionTaken {
+                action: format!("{other:?}"),
+                outcome: Outcome::Refused {
+                    reason: "not applied: not implemented on the node yet".into(),
+                },
+                detail: None,
+            },
+            None,
+        ),
     }
+}
+
+/// The journal store the config names (`[flash] journal`). A write without
+/// one is refused: a power cut could not be detected on the next boot.
+fn open_journal(config: &super::config::FlashConfig) -> Result<Box<dyn Journal>, String> {
+    match config.journal.as_deref() {
+        Some(path) => Ok(Box::new(FileJournal::new(path))),
+        None => Err(
+            "no [flash] journal in the config: a power cut mid-write could not be \
+                     detected, so the flash is not written"
+                .into(),
+        ),
+    }
+}
+
+/// `neutralize` on this node's flash (see [`crate::apply`]).
+fn neutralize_here(
+    ctx: &mut BootContext,
+    mode: NeutralizeMode,
+    policy: VerifiedPolicy,
+    live: &LiveFacts,
+    backup: &mut dyn BackupStore,
+) -> ApplyRecord {
+    let blocked = ctx.flash_write_blocked.clone();
+    let (Some(flash), Some(image)) = (ctx.flash.as_mut(), ctx.image.as_ref()) else {
+        let why = blocked.unwrap_or_else(|| "no flash".into());
+        return crate::apply::refused_without_flash(mode, &why);
+    };
+    let mut journal = match open_journal(&ctx.config.flash) {
+        Ok(j) => j,
+        Err(why) => return crate::apply::refused_without_flash(mode, &why),
+    };
+    let req = Request {
+        mode,
+        policy,
+        image,
+        live,
+        write_blocked: blocked.as_deref(),
+        write: WriteOptions::default(),
+    };
+    let rec = neutralize_on_node(&req, flash.as_mut(), journal.as_mut(), backup);
+    match serde_json::to_string(&rec) {
+        Ok(json) => println!("FORTROS-APPLY={json}"),
+        Err(e) => log::error!("apply record as JSON: {e}"),
+    }
+    rec
 }
 
 #[cfg(test)]
@@ -284,13 +365,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ignore_is_done_others_refused() {
-        assert_eq!(apply(&PolicyAction::Ignore).outcome, Outcome::Done);
-        let n = apply(&PolicyAction::Neutralize {
-            mode: fortros_wire::policy::NeutralizeMode::DisableBit,
-        });
+    fn ignore_is_done_neutralize_goes_to_apply() {
+        let never = |_| -> ApplyRecord { panic!("ignore must not neutralize") };
+        assert_eq!(apply(&PolicyAction::Ignore, never).0.outcome, Outcome::Done);
+        let (taken, rec) = apply(
+            &PolicyAction::Neutralize {
+                mode: NeutralizeMode::DisableBit,
+            },
+            |mode| crate::apply::refused_without_flash(mode, "test"),
+        );
+        assert!(rec.is_some());
+        assert_eq!(taken.action, "neutralize:disable-bit");
         assert!(
-            matches!(n.outcome, Outcome::Refused { ref reason } if reason.contains("not implemented"))
+            matches!(taken.outcome, Outcome::Refused { ref reason } if reason.contains("test"))
         );
     }
 

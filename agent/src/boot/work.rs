@@ -4,8 +4,8 @@
 //! 2. build the wire report and enroll with the org from the config, the
 //!    TPM (`/dev/tpmrm0`) quoting it;
 //! 3. verify the org's signed policy (done by [`EnrollClient::enroll`]);
-//! 4. apply it: only `ignore` on the node so far; any other policy is
-//!    recorded as refused "not implemented on the node yet";
+//! 4. apply it: `ignore`; `use` provisions AMT ([`crate::amt`]); any
+//!    other policy is recorded as refused "not implemented on the node yet";
 //! 5. post the outcome, and print one JSON line `FORTROS-REPORT=...` on the
 //!    console (plus `FORTROS-FLASH-SHA256=<hex>` as before).
 
@@ -85,6 +85,8 @@ struct ConsoleReport<'a> {
     enrollment: String,
     node_id: Option<u64>,
     report_id: Option<u64>,
+    /// The report's AMT facts (extension), decoded for people.
+    amt: Option<fortros_wire::report::AmtFacts>,
 }
 
 /// Descriptor region number → wire region kind (Intel's numbering).
@@ -192,7 +194,7 @@ pub fn enroll_and_apply(ctx: &mut BootContext) -> Result<(), String> {
             None,
         ))
     } else {
-        enroll(ctx, &mut report)
+        enroll(ctx, &mut report, &live)
     };
     let (enrollment, node_id, report_id, result) = match outcome {
         Ok((what, node_id, report_id)) => (what, node_id, report_id, Ok(())),
@@ -204,6 +206,7 @@ pub fn enroll_and_apply(ctx: &mut BootContext) -> Result<(), String> {
         enrollment,
         node_id,
         report_id,
+        amt: fortros_wire::report::AmtFacts::from_report(&report).and_then(|r| r.ok()),
     };
     match serde_json::to_string(&line) {
         Ok(json) => println!("FORTROS-REPORT={json}"),
@@ -217,6 +220,7 @@ pub fn enroll_and_apply(ctx: &mut BootContext) -> Result<(), String> {
 fn enroll(
     ctx: &BootContext,
     report: &mut Report,
+    live: &crate::hw::mei::probe::LiveMe,
 ) -> Result<(String, Option<u64>, Option<u64>), String> {
     let key = VerifyingKey::from_bytes(&ctx.config.org.public_key_bytes())
         .map_err(|e| format!("org public key: {e}"))?;
@@ -242,7 +246,19 @@ fn enroll(
         accepted: true,
         reason: None,
     });
-    report.actions.push(apply(&policy.action));
+    let action = match &policy.action {
+        PolicyAction::Use { amt } => crate::amt::apply_use(
+            amt,
+            &policy,
+            live,
+            ctx.config.org.amt_key_bytes(),
+            &tpm.ak_name,
+            &mut tpm.tpm,
+            &mut report.extensions,
+        ),
+        other => apply(other),
+    };
+    report.actions.push(action);
     let ack = client
         .post_outcome(&mut tpm, report.clone())
         .map_err(|e| format!("outcome: {e}"))?;

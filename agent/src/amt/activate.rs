@@ -530,19 +530,21 @@ fn describe_network(n: &Ipv4Config) -> String {
     }
 }
 
-/// WS-MAN connections through one APF session on the LME client.
+/// WS-MAN connections over the LME client: each HTTP exchange opens the
+/// client, runs the APF handshake, uses one channel and closes the client.
+/// Real AMT drops the LME session when a channel closes (and may disconnect
+/// the MEI client itself), so starting afresh each time is what works.
 pub struct Lme {
-    session: Rc<RefCell<Session<MeiClient>>>,
+    dev_node: PathBuf,
+    timeout: Duration,
     stats: Rc<RefCell<Stats>>,
 }
 
 impl Lme {
     pub fn open(t: &Target) -> Result<Self, String> {
-        let client = connect_with_retry(&t.dev_node, host::LME_UUID).map_err(|e| e.to_string())?;
-        let mut s = Session::new(client);
-        s.timeout = t.timeout;
         Ok(Lme {
-            session: Rc::new(RefCell::new(s)),
+            dev_node: t.dev_node.clone(),
+            timeout: t.timeout,
             stats: Rc::new(RefCell::new(Stats::default())),
         })
     }
@@ -554,12 +556,12 @@ fn connect_with_retry(
     uuid: crate::hw::mei::device::ClientUuid,
 ) -> Result<MeiClient, MeiError> {
     let mut last = None;
-    for i in 0..4 {
+    for i in 0..6 {
         match MeiClient::connect(dev, uuid) {
             Ok(c) => return Ok(c),
-            Err(e @ MeiError::Busy { .. }) => {
+            Err(e @ (MeiError::Busy { .. } | MeiError::DeviceGone { .. })) => {
                 last = Some(e);
-                std::thread::sleep(Duration::from_millis(200 << i));
+                std::thread::sleep(Duration::from_millis(100 << i));
             }
             Err(e) => return Err(e),
         }
@@ -570,10 +572,11 @@ fn connect_with_retry(
     }))
 }
 
-/// One HTTP exchange on its own APF channel: writes are buffered, the
-/// flush runs the exchange, reads return the response.
+/// One HTTP exchange: writes are buffered, the flush runs the exchange on
+/// a fresh LME connection, reads return the response.
 pub struct LmeConn {
-    session: Rc<RefCell<Session<MeiClient>>>,
+    dev_node: PathBuf,
+    timeout: Duration,
     stats: Rc<RefCell<Stats>>,
     request: Vec<u8>,
     response: io::Cursor<Vec<u8>>,
@@ -583,7 +586,8 @@ impl Connector for Lme {
     type Conn = LmeConn;
     fn connect(&mut self) -> io::Result<LmeConn> {
         Ok(LmeConn {
-            session: self.session.clone(),
+            dev_node: self.dev_node.clone(),
+            timeout: self.timeout,
             stats: self.stats.clone(),
             request: Vec::new(),
             response: io::Cursor::new(Vec::new()),
@@ -600,11 +604,18 @@ impl Write for LmeConn {
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
-        let mut s = self.session.borrow_mut();
-        let got = s
-            .exchange(WSMAN_PORT, &self.request, response_complete)
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        *self.stats.borrow_mut() = s.stats;
+        let client = connect_with_retry(&self.dev_node, host::LME_UUID)
+            .map_err(|e| io::Error::other(format!("LME connect: {e}")))?;
+        let mut s = Session::new(client);
+        s.timeout = self.timeout;
+        let got = s.exchange(WSMAN_PORT, &self.request, response_complete);
+        {
+            let mut total = self.stats.borrow_mut();
+            total.handshakes += s.stats.handshakes;
+            total.channels += s.stats.channels;
+            total.keepalives += s.stats.keepalives;
+        }
+        let got = got.map_err(|e| io::Error::other(e.to_string()))?;
         self.response = io::Cursor::new(got);
         Ok(())
     }

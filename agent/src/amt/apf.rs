@@ -835,26 +835,36 @@ impl<L: Link> Session<L> {
                 }
             }
         }
+        // The response is in: closing is best effort. AMT may already have
+        // dropped the session (or the MEI client) after its own close.
+        if let Err(e) = self.close_channel(theirs, ours, closed) {
+            log::debug!("APF channel {ours}: close: {e}");
+        }
+        Ok(collected)
+    }
+
+    /// Sends CHANNEL_CLOSE and takes AMT's own close, so it does not land
+    /// in the next exchange; a quiet link is fine.
+    fn close_channel(&mut self, theirs: u32, ours: u32, closed: bool) -> Result<(), ApfError> {
         self.send(&Message::Close { recipient: theirs })?;
-        if !closed {
-            // Take AMT's own CHANNEL_CLOSE so it does not land in the next
-            // exchange; a quiet link is fine.
-            let until = Instant::now() + self.settle;
-            while Instant::now() < until {
-                match self.pump(self.settle)? {
-                    None => break,
-                    Some(events) => {
-                        if events
-                            .iter()
-                            .any(|e| matches!(e, Event::Closed { recipient } if *recipient == ours))
-                        {
-                            break;
-                        }
+        if closed {
+            return Ok(());
+        }
+        let until = Instant::now() + self.settle;
+        while Instant::now() < until {
+            match self.pump(self.settle)? {
+                None => break,
+                Some(events) => {
+                    if events
+                        .iter()
+                        .any(|e| matches!(e, Event::Closed { recipient } if *recipient == ours))
+                    {
+                        break;
                     }
                 }
             }
         }
-        Ok(collected)
+        Ok(())
     }
 
     fn consume(&mut self, theirs: u32, data: &[u8], into: &mut Vec<u8>) -> Result<(), ApfError> {

@@ -1,5 +1,6 @@
 //! FortrOS preboot agent library.
 //!
+//! - [`amt`]: the `use` policy: AMT activation over the MEI (APF, WS-MAN).
 //! - [`image`]: pure parsing and transforms of SPI flash images (no I/O).
 //! - [`hw`]: the node's hardware (flash, MEI, TPM), each part behind a small trait.
 //! - [`boot`]: PID-1 duties (mounts, modules, logging, network, handoff).
@@ -9,6 +10,7 @@
 //!
 //! See `docs/architecture.md` for how the parts fit together.
 
+pub mod amt;
 pub mod apply;
 pub mod boot;
 pub mod cli;

@@ -10,10 +10,12 @@
 //! - [`diff`]: what changed between two reports of a node.
 //! - [`keys`], [`config`]: the org folder.
 //! - [`export`]: network-block rules for ME MACs and AMT ports.
+//! - [`amt`]: AMT credentials held per node, and power control through AMT.
 //! - [`cli`]: the `fortros-org` subcommands.
 //!
 //! The operator's view is in docs/operator-guide.md.
 
+pub mod amt;
 pub mod backup;
 pub mod cli;
 pub mod config;

@@ -8,6 +8,7 @@
 //! [org]
 //! url = "http://10.0.2.100:18080"
 //! public_key = "<64 hex digits: the org's ed25519 public key>"
+//! amt_key = "<64 hex digits: the org's X25519 AMT seal key (amt.pub)>"  # optional
 //!
 //! [failure]
 //! policy = "continue"          # or "stop": no OS boot after a failure
@@ -98,9 +99,18 @@ pub struct Org {
     pub url: String,
     /// Hex of the org's 32-byte ed25519 public key (checked at parse).
     pub public_key: String,
+    /// Hex of the org's X25519 key that AMT passwords generated on the node
+    /// are sealed to (`fortros-org init` writes it to `amt.pub`).
+    #[serde(default)]
+    pub amt_key: Option<String>,
 }
 
 impl Org {
+    /// The AMT seal key bytes, if configured (validated at parse).
+    pub fn amt_key_bytes(&self) -> Option<[u8; 32]> {
+        hex::decode(self.amt_key.as_ref()?).ok()?.try_into().ok()
+    }
+
     /// The public key bytes (validated when the config was parsed).
     pub fn public_key_bytes(&self) -> [u8; 32] {
         hex::decode(&self.public_key)
@@ -299,6 +309,14 @@ impl Config {
                     "org.public_key",
                     "must be 64 hex digits (an ed25519 public key)".into(),
                 ))
+            }
+        }
+        if let Some(k) = &cfg.org.amt_key {
+            if !matches!(hex::decode(k), Ok(v) if v.len() == 32) {
+                return Err(invalid(
+                    "org.amt_key",
+                    "must be 64 hex digits (the org's X25519 AMT seal key)".into(),
+                ));
             }
         }
         let h = &cfg.handoff;

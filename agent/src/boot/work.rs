@@ -7,8 +7,8 @@
 //! 3. verify the org's signed policy (done by [`EnrollClient::enroll`]);
 //! 4. apply it: `ignore` touches nothing; `neutralize` runs
 //!    [`crate::apply::neutralize_on_node`] (backup to the org, safe write)
-//!    and prints `FORTROS-APPLY=<json>`; `use` is recorded as refused "not
-//!    implemented on the node yet";
+//!    and prints `FORTROS-APPLY=<json>`; `use` provisions AMT
+//!    ([`crate::amt`]);
 //! 5. post the outcome, and print one JSON line `FORTROS-REPORT=...` on the
 //!    console (plus `FORTROS-FLASH-SHA256=<hex>` as before).
 //!
@@ -95,6 +95,8 @@ struct ConsoleReport<'a> {
     enrollment: String,
     node_id: Option<u64>,
     report_id: Option<u64>,
+    /// The report's AMT facts (extension), decoded for people.
+    amt: Option<fortros_wire::report::AmtFacts>,
 }
 
 /// The host NIC's MAC address as the kernel shows it.
@@ -197,7 +199,7 @@ pub fn enroll_and_apply(ctx: &mut BootContext) -> Result<(), String> {
             Ok((why, None, None))
         }
         Some(Err(why)) => Err(why),
-        None => enroll(ctx, &mut report, &LiveFacts::from_probe(&live)),
+        None => enroll(ctx, &mut report, &live),
     };
     let (enrollment, node_id, report_id) = match outcome {
         Ok(done) => done,
@@ -213,6 +215,7 @@ pub fn enroll_and_apply(ctx: &mut BootContext) -> Result<(), String> {
         enrollment,
         node_id,
         report_id,
+        amt: fortros_wire::report::AmtFacts::from_report(&report).and_then(|r| r.ok()),
     };
     match serde_json::to_string(&line) {
         Ok(json) => println!("FORTROS-REPORT={json}"),
@@ -226,7 +229,7 @@ pub fn enroll_and_apply(ctx: &mut BootContext) -> Result<(), String> {
 fn enroll(
     ctx: &mut BootContext,
     report: &mut Report,
-    live: &LiveFacts,
+    live: &crate::hw::mei::probe::LiveMe,
 ) -> Result<(String, Option<u64>, Option<u64>), String> {
     let key = VerifyingKey::from_bytes(&ctx.config.org.public_key_bytes())
         .map_err(|e| format!("org public key: {e}"))?;
@@ -261,14 +264,29 @@ fn enroll(
     });
     let verified =
         VerifiedPolicy::after_signature_check(Sha256::digest(signed.policy.as_slice()).into());
-    let (taken, record) = apply(&policy.action, |mode| {
-        let mut backup = OrgBackup {
-            client: &client,
-            tpm: &mut tpm,
-            report: report.clone(),
-        };
-        neutralize_here(ctx, mode, verified, live, &mut backup)
-    });
+    let live_facts = LiveFacts::from_probe(live);
+    let (taken, record) = match &policy.action {
+        PolicyAction::Use { amt } => (
+            crate::amt::apply_use(
+                amt,
+                &policy,
+                live,
+                ctx.config.org.amt_key_bytes(),
+                &tpm.ak_name,
+                &mut tpm.tpm,
+                &mut report.extensions,
+            ),
+            None,
+        ),
+        other => apply(other, |mode| {
+            let mut backup = OrgBackup {
+                client: &client,
+                tpm: &mut tpm,
+                report: report.clone(),
+            };
+            neutralize_here(ctx, mode, verified, &live_facts, &mut backup)
+        }),
+    };
     report.actions.push(taken);
     if let Some(ext) = record.as_ref().and_then(ApplyRecord::extension) {
         report.extensions.push(ext);

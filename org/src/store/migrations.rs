@@ -78,6 +78,17 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (node_id, sha256)
     );
     "#,
+    // 3: AMT admin credentials the org holds per node (encrypted under
+    // secrets.key; see org/src/amt.rs).
+    r#"
+    CREATE TABLE amt_credentials (
+        node_id             INTEGER PRIMARY KEY REFERENCES nodes (id),
+        username            TEXT NOT NULL,
+        password_encrypted  BLOB NOT NULL,
+        source              TEXT NOT NULL,
+        updated_at          INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this program writes.

@@ -195,6 +195,18 @@ pub struct BackupInfo {
     pub received_at: i64,
 }
 
+/// An AMT admin credential the org holds for a node (password encrypted
+/// at rest; `crate::amt` decrypts it).
+#[derive(Debug, Clone)]
+pub struct AmtCredential {
+    pub node_id: u64,
+    pub username: String,
+    pub password_encrypted: Vec<u8>,
+    /// "org-policy" or "node-generated".
+    pub source: String,
+    pub updated_at: i64,
+}
+
 /// The registry. See the module comment.
 pub trait Registry: Send + Sync {
     fn put_nonce(&self, nonce: &[u8], issued_at: i64, expires_at: i64) -> StoreResult<()>;
@@ -253,4 +265,7 @@ pub trait Registry: Send + Sync {
     fn backup(&self, node_id: u64, sha256: &[u8]) -> StoreResult<Option<Vec<u8>>>;
     /// A node's backups, oldest first.
     fn backups(&self, node_id: u64) -> StoreResult<Vec<BackupInfo>>;
+    /// Stores (or replaces) a node's AMT credential.
+    fn set_amt_credential(&self, cred: &AmtCredential) -> StoreResult<()>;
+    fn amt_credential(&self, node_id: u64) -> StoreResult<Option<AmtCredential>>;
 }

@@ -529,6 +529,44 @@ impl Registry for SqliteRegistry {
         .map_err(|e| self.err(e))
     }
 
+    fn set_amt_credential(&self, cred: &AmtCredential) -> StoreResult<()> {
+        let c = self.lock();
+        c.execute(
+            "INSERT INTO amt_credentials (node_id, username, password_encrypted, source, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (node_id) DO UPDATE SET \
+             username = ?2, password_encrypted = ?3, source = ?4, updated_at = ?5",
+            params![
+                cred.node_id as i64,
+                cred.username,
+                cred.password_encrypted,
+                cred.source,
+                cred.updated_at
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn amt_credential(&self, node_id: u64) -> StoreResult<Option<AmtCredential>> {
+        let c = self.lock();
+        c.query_row(
+            "SELECT username, password_encrypted, source, updated_at FROM amt_credentials \
+             WHERE node_id = ?1",
+            params![node_id as i64],
+            |r| {
+                Ok(AmtCredential {
+                    node_id,
+                    username: r.get(0)?,
+                    password_encrypted: r.get(1)?,
+                    source: r.get(2)?,
+                    updated_at: r.get(3)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(|e| self.err(e))
+    }
+
     fn backups(&self, node_id: u64) -> StoreResult<Vec<BackupInfo>> {
         let c = self.lock();
         let mut st = c

@@ -10,6 +10,8 @@
 use fortros_meiemu::amt::remote::Qmp;
 use fortros_meiemu::amt::state::StateFile;
 use fortros_meiemu::amt::{AmtEvent, AmtModel};
+pub mod org;
+
 use fortros_meiemu::{Event, Listener, Scenario};
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixStream;
@@ -328,4 +330,42 @@ pub fn kexec_target(d: &Path) -> (PathBuf, PathBuf) {
         ],
     );
     (vmlinuz, target)
+}
+
+/// The OS disk a switch_root handoff mounts in tests: an ext4 image in `d`
+/// holding a static busybox and an `/sbin/init` that prints
+/// `NODE-RESULT switch_root.target booted pid=... fs=... proc=...` and
+/// powers off. Made with `mkfs.ext4 -d` (e2fsprogs), no root needed.
+pub fn switch_root_disk(d: &Path) -> PathBuf {
+    let tree = d.join("os-root");
+    let _ = std::fs::remove_dir_all(&tree);
+    for sub in ["bin", "sbin", "dev", "proc", "sys", "run", "tmp"] {
+        std::fs::create_dir_all(tree.join(sub)).expect("create the OS root tree");
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox (package busybox-static)");
+    std::fs::copy(busybox, tree.join("bin/busybox")).expect("copy busybox");
+    for applet in ["sh", "echo", "stat", "poweroff", "cat"] {
+        std::os::unix::fs::symlink("busybox", tree.join("bin").join(applet))
+            .expect("busybox applet link");
+    }
+    std::fs::copy(
+        root().join("tests/guest/switch-root-target-init.sh"),
+        tree.join("sbin/init"),
+    )
+    .expect("copy the OS init");
+    let disk = d.join("os-disk.img");
+    let _ = std::fs::remove_file(&disk);
+    let st = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "fortros-os", "-d"])
+        .arg(&tree)
+        .arg(&disk)
+        .arg("16M")
+        .env("PATH", "/usr/sbin:/sbin:/usr/bin:/bin")
+        .status()
+        .expect("run mkfs.ext4 (package e2fsprogs)");
+    assert!(st.success(), "mkfs.ext4 -d failed: {st}");
+    disk
 }

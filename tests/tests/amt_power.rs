@@ -97,6 +97,9 @@ fn org_power_cycles_the_node_through_the_amt_remote_port() {
 
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
+    // boot() starts from an empty folder; clear it now so the watcher below
+    // cannot see a previous run's console
+    let _ = std::fs::remove_dir_all(fortros_e2e::work().join("e2e/amt-power"));
     let console = fortros_e2e::work().join("e2e/amt-power/console.log");
     let org = std::thread::spawn(move || {
         if !wait_for_console(&console, "RESULT boot first") {

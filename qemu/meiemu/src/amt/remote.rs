@@ -98,9 +98,16 @@ impl PowerControl for Qmp {
                 PowerAction::Reset => "system_reset",
                 PowerAction::Off => "quit",
             };
-            match qmp(&path, cmd) {
-                Ok(()) => info!("QMP {}: {cmd} sent", path.display()),
-                Err(e) => warn!("QMP {}: {cmd}: {e}", path.display()),
+            // QEMU may still be creating its monitor: a few tries
+            for attempt in 1..=5 {
+                match qmp(&path, cmd) {
+                    Ok(()) => {
+                        info!("QMP {}: {cmd} sent", path.display());
+                        return;
+                    }
+                    Err(e) => warn!("QMP {} (try {attempt}/5): {cmd}: {e}", path.display()),
+                }
+                std::thread::sleep(Duration::from_millis(500));
             }
         });
     }

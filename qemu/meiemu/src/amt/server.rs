@@ -830,6 +830,42 @@ mod tests {
     }
 
     #[test]
+    fn enumerate_and_pull_return_the_instance() {
+        let amt = model("[amt]\nprovisioning_state = 2\ncontrol_mode = 1");
+        let mut m = lock(&amt);
+        let admin = md5_hex(&format!("admin:{}:pw", m.state.realm));
+        m.state.admin_digest_a1 = Some(admin.clone());
+        let eth = format!("{AMT_NS}AMT_EthernetPortSettings");
+        let (status, r) = call(
+            &mut m,
+            "admin",
+            &admin,
+            envelope_text(
+                wsman::ACTION_ENUMERATE,
+                &eth,
+                None,
+                "<n:Enumerate xmlns:n=\"http://schemas.xmlsoap.org/ws/2004/09/enumeration\"/>",
+            ),
+            Via::Remote,
+        );
+        assert_eq!(status, 200, "{r}");
+        assert!(
+            r.contains("<h:EnumerationContext>AMT_EthernetPortSettings</h:EnumerationContext>"),
+            "{r}"
+        );
+        assert!(r.contains("enumeration/EnumerateResponse"), "{r}");
+        let (_, r) = call(
+            &mut m,
+            "admin",
+            &admin,
+            envelope_text(wsman::ACTION_PULL, &eth, None, "<n:Pull xmlns:n=\"http://schemas.xmlsoap.org/ws/2004/09/enumeration\"><n:EnumerationContext>AMT_EthernetPortSettings</n:EnumerationContext></n:Pull>"),
+            Via::Remote,
+        );
+        assert!(r.contains("<h:Items><g:AMT_EthernetPortSettings>"), "{r}");
+        assert!(r.contains("<h:EndOfSequence>"), "{r}");
+    }
+
+    #[test]
     fn http_level_refusals() {
         let amt = model("");
         let mut m = lock(&amt);

@@ -7,6 +7,9 @@
 //! scripts/fetch-kernel not run), tests print a SKIPPED line and pass, unless
 //! `FORTROS_REQUIRE_QEMU` is set (scripts/test sets it): then they fail.
 
+use fortros_meiemu::amt::remote::Qmp;
+use fortros_meiemu::amt::state::StateFile;
+use fortros_meiemu::amt::{AmtEvent, AmtModel};
 use fortros_meiemu::{Event, Listener, Scenario};
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixStream;
@@ -116,6 +119,14 @@ pub struct Boot<'a> {
     pub tpm: bool,
     /// User-mode networking (virtio-net).
     pub net: bool,
+    /// The emulated AMT's state file (kept across boots; created from the
+    /// scenario when missing). None: state in memory for this boot only.
+    pub amt_state: Option<&'a Path>,
+    /// Serve AMT's network side (the org's WS-MAN port) on this listener;
+    /// its power calls reset QEMU through QMP.
+    pub amt_remote: Option<&'a std::net::TcpListener>,
+    /// A reset reboots the node instead of ending QEMU (run-node --allow-reboot).
+    pub allow_reboot: bool,
 }
 
 impl Default for Boot<'_> {
@@ -129,6 +140,9 @@ impl Default for Boot<'_> {
             spi: None,
             tpm: false,
             net: false,
+            amt_state: None,
+            amt_remote: None,
+            allow_reboot: false,
         }
     }
 }
@@ -142,6 +156,8 @@ pub struct Outcome {
     pub console: String,
     /// What the emulator saw, when there was one.
     pub events: Vec<Event>,
+    /// What the emulated AMT did (provisioning, power calls, refusals).
+    pub amt_events: Vec<AmtEvent>,
 }
 
 impl Outcome {
@@ -189,13 +205,30 @@ pub fn boot(b: &Boot) -> Outcome {
     if b.net {
         cmd.arg("--net");
     }
+    if b.allow_reboot {
+        cmd.arg("--allow-reboot");
+    }
     let mut emulator = None;
+    let mut amt = None;
     let socket = dir.join("mei.sock");
     if let Some(text) = b.scenario {
         let scenario = Scenario::from_toml(text)
             .and_then(Scenario::resolve)
             .expect("test scenario is valid");
-        let listener = Listener::bind(&socket, scenario).expect("bind the MEI emulator socket");
+        let model = AmtModel::new(&scenario, b.amt_state.map(StateFile::new))
+            .expect("the AMT state file is usable");
+        let model = std::sync::Arc::new(Mutex::new(model));
+        // run-node gives QEMU a QMP socket here: AMT power control resets QEMU
+        fortros_meiemu::amt::lock(&model).set_power(Box::new(Qmp {
+            path: dir.join("qmp.sock"),
+        }));
+        if let Some(l) = b.amt_remote {
+            let l = l.try_clone().expect("clone the AMT remote listener");
+            fortros_meiemu::amt::remote::spawn(l, model.clone());
+        }
+        amt = Some(model.clone());
+        let listener = Listener::bind_with_amt(&socket, scenario, model)
+            .expect("bind the MEI emulator socket");
         emulator = Some(std::thread::spawn(move || listener.serve()));
         cmd.arg("--mei-socket").arg(&socket);
     }
@@ -222,11 +255,15 @@ pub fn boot(b: &Boot) -> Outcome {
                 .push(v.to_string());
         }
     }
+    let amt_events = amt
+        .map(|m| fortros_meiemu::amt::lock(&m).events.clone())
+        .unwrap_or_default();
     let out = Outcome {
         dir,
         results,
         console,
         events,
+        amt_events,
     };
     assert!(
         status.success(),

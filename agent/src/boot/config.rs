@@ -27,7 +27,9 @@
 //!
 //! [flash]
 //! device = "mtd"               # file:PATH, mtd, mtd:/dev/mtdN, flashrom:PROGRAMMER
-//! journal = "/fortros/flash.journal"
+//! journal = "tpm-nv"          # the write journal: "tpm-nv" (TPM NV index, digests only;
+//!                              # the default when the node has a TPM), or an absolute
+//!                              # file path on persistent storage (keeps the bytes)
 //!
 //! [network]
 //! interface = "eth0"           # DHCP through busybox udhcpc; omit to skip
@@ -217,6 +219,34 @@ pub struct FlashConfig {
     pub journal: Option<String>,
 }
 
+/// Where the flash write journal lives (`[flash] journal`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalChoice {
+    /// The TPM NV index (digests only; the org keeps the original image).
+    TpmNv,
+    /// A file on persistent storage (digests and bytes).
+    File(String),
+    /// No journal: no TPM and no path. A power cut during a write is then
+    /// seen only by the org (the image digest).
+    None,
+}
+
+impl FlashConfig {
+    /// The journal to use; `tpm_present` is whether the node has a TPM
+    /// (the default is the TPM NV journal when it does).
+    pub fn journal_choice(&self, tpm_present: bool) -> JournalChoice {
+        match self.journal.as_deref() {
+            Some(JOURNAL_TPM_NV) => JournalChoice::TpmNv,
+            Some(path) => JournalChoice::File(path.to_string()),
+            None if tpm_present => JournalChoice::TpmNv,
+            None => JournalChoice::None,
+        }
+    }
+}
+
+/// The `[flash] journal` value that selects the TPM NV journal.
+pub const JOURNAL_TPM_NV: &str = "tpm-nv";
+
 impl Default for FlashConfig {
     fn default() -> Self {
         FlashConfig {
@@ -307,6 +337,14 @@ impl Config {
         if h.cmdline.contains('\0') {
             return Err(invalid("handoff.cmdline", "contains a NUL byte".into()));
         }
+        if let Some(j) = &cfg.flash.journal {
+            if j != JOURNAL_TPM_NV && !j.starts_with('/') {
+                return Err(invalid(
+                    "flash.journal",
+                    format!("{j:?} is neither \"{JOURNAL_TPM_NV}\" nor an absolute path"),
+                ));
+            }
+        }
         if cfg.failure.stop_hold_seconds > 3600 {
             return Err(invalid(
                 "failure.stop_hold_seconds",
@@ -383,6 +421,10 @@ params = "block2mtd=/dev/vda,4096"
         assert_eq!(c.handoff.fstype, "ext4");
         assert_eq!(c.handoff.init, "/sbin/init");
         assert_eq!(c.flash.device, "mtd:/dev/mtd0");
+        assert_eq!(
+            c.flash.journal_choice(true),
+            JournalChoice::File("/fortros/flash.journal".into())
+        );
         assert_eq!(c.network.unwrap().interface, "eth0");
         assert_eq!(c.modules[1].params, "block2mtd=/dev/vda,4096");
         assert_eq!(c.org.public_key_bytes()[0], 0xd7);
@@ -403,6 +445,8 @@ params = "block2mtd=/dev/vda,4096"
         assert_eq!(c.handoff.method, HandoffMethod::None);
         assert_eq!(c.flash.device, "mtd");
         assert!(c.flash.journal.is_none());
+        assert_eq!(c.flash.journal_choice(true), JournalChoice::TpmNv);
+        assert_eq!(c.flash.journal_choice(false), JournalChoice::None);
         assert!(c.network.is_none());
     }
 
@@ -438,6 +482,15 @@ params = "block2mtd=/dev/vda,4096"
             .unwrap_err()
             .to_string()
             .contains("org.url"));
+
+        let nv = full().replace("\"/fortros/flash.journal\"", "\"tpm-nv\"");
+        let c = Config::parse(&nv, "a").unwrap();
+        assert_eq!(c.flash.journal_choice(false), JournalChoice::TpmNv);
+        let rel = full().replace("\"/fortros/flash.journal\"", "\"flash.journal\"");
+        assert!(Config::parse(&rel, "a")
+            .unwrap_err()
+            .to_string()
+            .contains("flash.journal"));
 
         assert!(Config::parse("not toml [", "a").is_err());
 

@@ -4,9 +4,13 @@
 //! 2. log to /dev/kmsg and the console;
 //! 3. read the config;
 //! 4. load the configured kernel modules (with their dependencies);
-//! 5. open the flash, finish or roll back an interrupted write (journal),
-//!    read the whole flash once, hashing while reading;
-//! 6. bring the network up (DHCP);
+//! 5. open the flash, read the whole flash once (hashing while reading),
+//!    check the write journal (TPM NV or file) against that image: finish,
+//!    roll back, or clear it;
+//! 6. bring the network up (DHCP); if the journal is digest-only and the
+//!    chip was left mixed, fetch the original image from the org's backup,
+//!    verify it and restore (until then, and if that fails, no flash write
+//!    at this boot);
 //! 7. run the agent's work (measure, enroll, apply policy): a hook, so the
 //!    enrollment code plugs in here;
 //! 8. hand off (kexec, switch_root, or power off).
@@ -20,11 +24,13 @@
 //! journal, and the next boot's step 5 finishes the job. PID 1 never exits
 //! (the kernel would panic).
 
-use super::config::{Config, Failure, FailurePolicy, CONFIG_PATH};
+use super::config::{Config, Failure, FailurePolicy, JournalChoice, CONFIG_PATH};
 use super::{handoff, logging, modules, mounts, network};
-use crate::hw::flash::journal::FileJournal;
-use crate::hw::flash::recovery::{recover, RecoveryReport};
+use crate::hw::flash::journal::{FileJournal, Journal};
+use crate::hw::flash::nv_journal::NvJournal;
+use crate::hw::flash::recovery::{recover_image, BackupSource, RecoveryError, RecoveryReport};
 use crate::hw::flash::{open_spec, read_image, Flash, FlashImage};
+use crate::hw::tpm::{DeviceTransport, Tpm};
 
 /// What the agent's work gets from the boot sequence.
 pub struct BootContext {
@@ -35,6 +41,11 @@ pub struct BootContext {
     pub image: Option<FlashImage>,
     /// What journal recovery did at this boot, if a write had been interrupted.
     pub recovery: Option<RecoveryReport>,
+    /// The write journal ([flash] journal), for recovery and for writes.
+    pub journal: Option<Box<dyn Journal>>,
+    /// Set when the journal is digest-only and the chip was left mixed:
+    /// recovery waits for the org's backup (after the network is up).
+    pub recovery_needs_backup: bool,
     /// Set when the flash must not be written at this boot (recovery could
     /// not make it consistent, or it could not be read): the reason.
     pub flash_write_blocked: Option<String>,
@@ -90,7 +101,26 @@ fn say(line: &str) {
     }
 }
 
-/// Step 5: journal recovery, then the one full read.
+/// Opens the configured journal: the TPM NV index (default with a TPM), a
+/// file, or none.
+fn open_journal(config: &Config) -> Result<Option<Box<dyn Journal>>, String> {
+    let tpm_present = std::path::Path::new(super::work::TPM_DEVICE).exists();
+    match config.flash.journal_choice(tpm_present) {
+        JournalChoice::TpmNv => {
+            let t = DeviceTransport::open(super::work::TPM_DEVICE)
+                .map_err(|e| format!("flash journal: {e}"))?;
+            let j = NvJournal::open(Tpm::new(t)).map_err(|e| format!("flash journal: {e}"))?;
+            Ok(Some(Box::new(j)))
+        }
+        JournalChoice::File(path) => Ok(Some(Box::new(FileJournal::new(path)))),
+        JournalChoice::None => {
+            log::warn!("no TPM and no [flash] journal: flash writes are not journaled");
+            Ok(None)
+        }
+    }
+}
+
+/// Step 5: the one full read, then the journal checked against it.
 fn flash_step(ctx: &mut BootContext) {
     let spec = ctx.config.flash.device.clone();
     let mut flash = match open_spec(&spec) {
@@ -101,16 +131,6 @@ fn flash_step(ctx: &mut BootContext) {
             return;
         }
     };
-    if let Some(path) = ctx.config.flash.journal.clone() {
-        let mut journal = FileJournal::new(&path);
-        match recover(flash.as_mut(), &mut journal, 3) {
-            Ok(r) => ctx.recovery = r,
-            Err(e) => {
-                ctx.failures.push(format!("flash recovery: {e}"));
-                ctx.flash_write_blocked = Some(e.to_string());
-            }
-        }
-    }
     match read_image(flash.as_mut()) {
         Ok(img) => {
             log::info!("flash {}: SHA-256 {}", flash.name(), img.sha256_hex());
@@ -121,7 +141,70 @@ fn flash_step(ctx: &mut BootContext) {
             ctx.flash_write_blocked = Some("flash could not be read".into());
         }
     }
+    match open_journal(&ctx.config) {
+        Ok(j) => ctx.journal = j,
+        Err(e) => {
+            ctx.failures.push(e.clone());
+            ctx.flash_write_blocked = Some(e);
+        }
+    }
     ctx.flash = Some(flash);
+    recovery_step(ctx, None);
+}
+
+/// Checks the journal against the boot image; with `backup`, restores a
+/// mixed chip from it. A digest-only journal over a mixed chip without a
+/// backup leaves `recovery_needs_backup` set and flash writes blocked.
+fn recovery_step(ctx: &mut BootContext, backup: Option<&mut dyn BackupSource>) {
+    let (Some(flash), Some(journal), Some(image)) =
+        (ctx.flash.as_mut(), ctx.journal.as_mut(), ctx.image.as_mut())
+    else {
+        return;
+    };
+    let had_backup = backup.is_some();
+    match recover_image(flash.as_mut(), journal.as_mut(), image, backup, 3) {
+        Ok(r) => {
+            if let Some(r) = &r {
+                say(&format!(
+                    "flash recovery: {:?} ({} ranges rewritten), flash SHA-256 {}",
+                    r.decision,
+                    r.blocks_rewritten.len(),
+                    r.image_sha256
+                ));
+            }
+            ctx.recovery = r;
+            if ctx.recovery_needs_backup {
+                ctx.recovery_needs_backup = false;
+                ctx.flash_write_blocked = None;
+            }
+        }
+        Err(e @ RecoveryError::NeedImage { .. }) if !had_backup => {
+            say(&format!("flash recovery: {e}"));
+            ctx.recovery_needs_backup = true;
+            ctx.flash_write_blocked = Some(e.to_string());
+        }
+        Err(e) => {
+            ctx.failures.push(format!("flash recovery: {e}"));
+            ctx.flash_write_blocked = Some(e.to_string());
+        }
+    }
+}
+
+/// Step 6b: the org's backup for a digest-only journal over a mixed chip.
+fn backup_recovery_step(ctx: &mut BootContext) {
+    if !ctx.recovery_needs_backup {
+        return;
+    }
+    match super::work::org_backup_source(&ctx.config) {
+        Ok(mut source) => recovery_step(ctx, Some(source.as_mut())),
+        Err(e) => {
+            let line = format!(
+                "flash recovery: the original image is needed from the org but {e}; \
+                 journal kept, no flash write this boot"
+            );
+            ctx.failures.push(line);
+        }
+    }
 }
 
 /// Runs the boot sequence with `work` as step 7. Never returns.
@@ -150,6 +233,8 @@ pub fn run(work: &mut dyn FnMut(&mut BootContext) -> Result<(), String>) -> ! {
         flash: None,
         image: None,
         recovery: None,
+        journal: None,
+        recovery_needs_backup: false,
         flash_write_blocked: None,
         failures: Vec::new(),
         enroll_failures: Vec::new(),
@@ -174,6 +259,7 @@ pub fn run(work: &mut dyn FnMut(&mut BootContext) -> Result<(), String>) -> ! {
             ctx.enroll_failures.push(format!("network: {e}"));
         }
     }
+    backup_recovery_step(&mut ctx);
     if let Err(e) = work(&mut ctx) {
         ctx.failures.push(e);
     }

@@ -17,8 +17,9 @@
 use super::config::Mode;
 use super::init::BootContext;
 use crate::enroll::{Attester, EnrollClient, Enrolled};
+use crate::hw::flash::recovery::BackupSource;
 use crate::hw::mei::probe::{probe, ProbeOptions};
-use crate::hw::tpm::identity;
+use crate::hw::tpm::{identity, nv};
 use crate::hw::tpm::{DeviceTransport, Tpm, Transport};
 use crate::image::inspect::{inspect, ImageReport};
 use crate::report_facts;
@@ -227,10 +228,17 @@ fn enroll(
     let transport =
         DeviceTransport::open(TPM_DEVICE).map_err(|e| format!("TPM {TPM_DEVICE}: {e}"))?;
     let mut tpm = TpmAttester::new(Tpm::new(transport))?;
-    // No stored last serial on the node yet: the nonce binding already
-    // stops replays of older policies within one boot.
+    // The last applied serial, from TPM NV: an older policy is a replay.
+    let last_serial = nv::load_policy_serial(&mut tpm.tpm)
+        .map_err(|e| format!("policy serial in TPM NV: {e}; refusing policies"))?;
+    match last_serial {
+        Some(s) => log::info!("last applied policy serial (TPM NV): {s}"),
+        None => log::warn!(
+            "no policy serial in TPM NV (first enrollment, or the TPM was cleared): starting from 0"
+        ),
+    }
     let enrolled = client
-        .enroll(&mut tpm, report.clone(), None)
+        .enroll(&mut tpm, report.clone(), last_serial)
         .map_err(|e| format!("enroll: {e}"))?;
     let (policy, signed) = match enrolled {
         Enrolled::Pending { node_id, reason } => {
@@ -246,6 +254,8 @@ fn enroll(
         reason: None,
     });
     report.actions.push(apply(&policy.action));
+    nv::store_policy_serial(&mut tpm.tpm, policy.serial)
+        .map_err(|e| format!("recording policy serial {} in TPM NV: {e}", policy.serial))?;
     let ack = client
         .post_outcome(&mut tpm, report.clone())
         .map_err(|e| format!("outcome: {e}"))?;
@@ -261,6 +271,18 @@ fn enroll(
         format!("policy {}", policy.serial),
         Some(ack.node_id),
         Some(ack.report_id),
+    ))
+}
+
+/// Where boot recovery fetches the original image of an interrupted write
+/// (a digest-only journal): the org's backup of it.
+pub fn org_backup_source(config: &super::config::Config) -> Result<Box<dyn BackupSource>, String> {
+    if config.network.is_none() {
+        return Err("no [network] in the config: the org is unreachable".into());
+    }
+    Err(format!(
+        "this agent cannot fetch backups from the org ({}) yet",
+        config.org.url
     ))
 }
 

@@ -564,7 +564,7 @@ fn nodes_list(dir: &Path, json: bool) -> CliResult {
         return Ok(());
     }
     println!(
-        "{:>4}  {:<8}  {:<11}  {:<8}  {:<12}  {:<9}  {:<14}  {:<7}  {:<20}  {:>7}  AK",
+        "{:>4}  {:<8}  {:<11}  {:<8}  {:<19}  {:<16}  {:<14}  {:<7}  {:<20}  {:>7}  AK",
         "ID",
         "STATUS",
         "FLAGS",
@@ -578,7 +578,7 @@ fn nodes_list(dir: &Path, json: bool) -> CliResult {
     );
     for r in &rows {
         println!(
-            "{:>4}  {:<8}  {:<11}  {:<8}  {:<12}  {:<9}  {:<14}  {:<7}  {:<20}  {:>7}  {}",
+            "{:>4}  {:<8}  {:<11}  {:<8}  {:<19}  {:<16}  {:<14}  {:<7}  {:<20}  {:>7}  {}",
             r.id,
             r.status.as_str(),
             if r.tpm_cleared { "TPM-CLEARED" } else { "-" },

@@ -16,7 +16,7 @@
 //! [`BootContext::enroll_failures`], refused or failed actions to
 //! [`BootContext::apply_failures`]; the failure policy decides what follows.
 
-use super::config::Mode;
+use super::config::{Config, Mode};
 use super::init::BootContext;
 use crate::apply::{neutralize_on_node, ApplyRecord, BackupStore, LiveFacts, OrgBackup, Request};
 use crate::enroll::{Attester, EnrollClient, Enrolled};
@@ -106,8 +106,8 @@ fn host_mac(ctx: &BootContext) -> Option<String> {
 }
 
 /// Why this boot does not enroll, or `None` when it should.
-fn no_enrollment(ctx: &BootContext) -> Option<Result<String, String>> {
-    match (ctx.config.mode, &ctx.config.network) {
+fn no_enrollment(config: &Config) -> Option<Result<String, String>> {
+    match (config.mode, &config.network) {
         (Mode::MeasureOnly, _) => Some(Ok("skipped: mode measure-only".into())),
         (Mode::Enroll, None) => Some(Err("no [network] in the config: the org cannot be \
              reached (mode = \"measure-only\" for a node that only measures)"
@@ -193,7 +193,7 @@ pub fn enroll_and_apply(ctx: &mut BootContext) -> Result<(), String> {
         extensions,
     };
 
-    let outcome = match no_enrollment(ctx) {
+    let outcome = match no_enrollment(&ctx.config) {
         Some(Ok(why)) => {
             log::info!("enrollment {why}");
             Ok((why, None, None))
@@ -442,7 +442,7 @@ mod tests {
         );
     }
 
-    fn ctx(toml_head: &str, network: bool) -> BootContext {
+    fn config(toml_head: &str, network: bool) -> Config {
         let text = format!(
             "{toml_head}\n[org]\nurl = \"http://10.0.2.2:1\"\npublic_key = \"{}\"\n{}",
             "ab".repeat(32),
@@ -452,34 +452,23 @@ mod tests {
                 ""
             }
         );
-        BootContext {
-            config: crate::boot::config::Config::parse(&text, "agent.toml").unwrap(),
-            flash: None,
-            image: None,
-            recovery: None,
-            journal: None,
-            recovery_needs_backup: false,
-            flash_write_blocked: None,
-            failures: Vec::new(),
-            enroll_failures: Vec::new(),
-            apply_failures: Vec::new(),
-        }
+        Config::parse(&text, "agent.toml").unwrap()
     }
 
     #[test]
     fn no_network_is_an_enrollment_failure_unless_measure_only() {
-        match no_enrollment(&ctx("", false)) {
+        match no_enrollment(&config("", false)) {
             Some(Err(e)) => assert!(e.contains("no [network]") && e.contains("measure-only")),
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            no_enrollment(&ctx("mode = \"measure-only\"", false)),
+            no_enrollment(&config("mode = \"measure-only\"", false)),
             Some(Ok("skipped: mode measure-only".into()))
         );
         assert_eq!(
-            no_enrollment(&ctx("mode = \"measure-only\"", true)),
+            no_enrollment(&config("mode = \"measure-only\"", true)),
             Some(Ok("skipped: mode measure-only".into()))
         );
-        assert_eq!(no_enrollment(&ctx("", true)), None);
+        assert_eq!(no_enrollment(&config("", true)), None);
     }
 }

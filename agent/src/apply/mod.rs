@@ -43,7 +43,7 @@ use serde::Serialize;
 
 /// Report extension tag of an [`ApplyRecord`] (UTF-8 JSON); see
 /// docs/report-format.md.
-pub const APPLY_RECORD_TAG: u32 = 1;
+pub const APPLY_RECORD_TAG: u32 = 2;
 
 /// How the apply step ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

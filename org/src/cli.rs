@@ -604,6 +604,7 @@ fn nodes_show(dir: &Path, id: u64, json: bool) -> CliResult {
         .ok_or_else(|| input(format!("no node {id}")))?;
     let history = reg.reports(id).map_err(op)?;
     let events = reg.events(id).map_err(op)?;
+    let backups = reg.backups(id).map_err(op)?;
     let last = last_report(&reg, id)?;
     let last_diff: Vec<Change> = last
         .as_ref()
@@ -640,6 +641,7 @@ fn nodes_show(dir: &Path, id: u64, json: bool) -> CliResult {
             serde_json::to_string_pretty(&json!({
                 "node": node, "events": events, "history": hist,
                 "last_diff": last_diff, "last_report": report, "me_evidence": evidence,
+                "backups": backups,
             }))
             .map_err(op)?
         );
@@ -663,6 +665,15 @@ fn nodes_show(dir: &Path, id: u64, json: bool) -> CliResult {
     println!("events:");
     for e in &events {
         println!("  {}  {:<12} {}", e.at, e.kind, e.detail);
+    }
+    println!("backups (fortros-org nodes backup {id} -o FILE [--sha256 HEX]):");
+    for b in &backups {
+        println!(
+            "  {}  {} bytes  at {}",
+            hex::encode(&b.sha256),
+            b.size,
+            b.received_at
+        );
     }
     println!("history:");
     for h in &hist {

@@ -118,6 +118,14 @@ fn node_uploads_its_image_and_the_operator_and_node_get_it_back() {
         &["nodes", "backup", "99", "-o", f.to_str().unwrap()],
     );
     assert_eq!(out.status.code(), Some(2), "unknown node is unusable input");
+    let out = org_cli(dir.path(), &["nodes", "show", &id.to_string(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let show: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(show["backups"].as_array().map(Vec::len), Some(2), "{show}");
     let events = org.registry.events(id).unwrap();
     assert_eq!(events.iter().filter(|e| e.kind == "backup").count(), 2);
 }

@@ -4,6 +4,7 @@
 //! - [`hw`]: the node's hardware (flash, MEI, TPM), each part behind a small trait.
 //! - [`boot`]: PID-1 duties (mounts, modules, logging, network, handoff).
 //! - [`cli`]: the `fortros-agent` subcommands.
+//! - [`report_facts`]: what was measured, converted into the wire report's facts.
 //!
 //! See `docs/architecture.md` for how the parts fit together.
 
@@ -12,3 +13,4 @@ pub mod cli;
 pub mod enroll;
 pub mod hw;
 pub mod image;
+pub mod report_facts;

@@ -11,6 +11,7 @@ use crate::store::*;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use fortros_wire::ekcert::TrustAnchors;
 use fortros_wire::envelope::ReportEvidence;
+use fortros_wire::me_evidence::MeEvidence;
 use fortros_wire::policy::{AmtControlMode, NeutralizeMode};
 use fortros_wire::verify::{verify_report, Expectation};
 use fortros_wire::Report;
@@ -438,7 +439,12 @@ struct FleetRow {
     group: Option<String>,
     me_image: String,
     me_live: String,
+    /// The live firmware's version, else the image's (the table's column).
     me_version: String,
+    me_live_version: String,
+    me_image_version: String,
+    /// The image's disable strap: "set", "clear" or "-".
+    disable_bit: String,
     amt: String,
     changes_last_boot: usize,
     last_seen: i64,
@@ -449,12 +455,9 @@ fn fleet(reg: &dyn Registry) -> Result<Vec<FleetRow>, Failure> {
     let mut rows = Vec::new();
     for n in reg.nodes().map_err(op)? {
         let last = last_report(reg, n.id)?;
-        let (img, live, ver, amt, changes) = match &last {
+        let (me, changes) = match &last {
             Some((stored, r)) => (
-                diff::image_state(r),
-                diff::live_state(r),
-                diff::me_version(r),
-                diff::amt_state(r),
+                Some(r),
                 stored
                     .diff_json
                     .as_deref()
@@ -462,17 +465,21 @@ fn fleet(reg: &dyn Registry) -> Result<Vec<FleetRow>, Failure> {
                     .map(|c| c.len())
                     .unwrap_or(0),
             ),
-            None => ("-".into(), "-".into(), "-".into(), "-".into(), 0),
+            None => (None, 0),
         };
+        let word = |f: fn(&Report) -> String| me.map(f).unwrap_or_else(|| "-".into());
         rows.push(FleetRow {
             id: n.id,
             status: n.status,
             tpm_cleared: n.tpm_cleared,
             group: n.group.clone(),
-            me_image: img,
-            me_live: live,
-            me_version: ver,
-            amt,
+            me_image: word(diff::image_state),
+            me_live: word(diff::live_state),
+            me_version: word(diff::me_version),
+            me_live_version: word(diff::live_version),
+            me_image_version: word(diff::image_version),
+            disable_bit: word(diff::disable_bit),
+            amt: word(diff::amt_state),
             changes_last_boot: changes,
             last_seen: n.last_seen,
             ak_name: hex::encode(&n.ak_name),
@@ -489,12 +496,21 @@ fn nodes_list(dir: &Path, json: bool) -> CliResult {
         return Ok(());
     }
     println!(
-        "{:>4}  {:<8}  {:<11}  {:<8}  {:<12}  {:<9}  {:<14}  {:<20}  {:>7}  AK",
-        "ID", "STATUS", "FLAGS", "GROUP", "ME IMAGE", "ME LIVE", "ME VERSION", "AMT", "CHANGES"
+        "{:>4}  {:<8}  {:<11}  {:<8}  {:<12}  {:<9}  {:<14}  {:<7}  {:<20}  {:>7}  AK",
+        "ID",
+        "STATUS",
+        "FLAGS",
+        "GROUP",
+        "ME IMAGE",
+        "ME LIVE",
+        "ME VERSION",
+        "DISABLE",
+        "AMT",
+        "CHANGES"
     );
     for r in &rows {
         println!(
-            "{:>4}  {:<8}  {:<11}  {:<8}  {:<12}  {:<9}  {:<14}  {:<20}  {:>7}  {}",
+            "{:>4}  {:<8}  {:<11}  {:<8}  {:<12}  {:<9}  {:<14}  {:<7}  {:<20}  {:>7}  {}",
             r.id,
             r.status.as_str(),
             if r.tpm_cleared { "TPM-CLEARED" } else { "-" },
@@ -502,6 +518,7 @@ fn nodes_list(dir: &Path, json: bool) -> CliResult {
             r.me_image,
             r.me_live,
             r.me_version,
+            r.disable_bit,
             r.amt,
             r.changes_last_boot,
             r.ak_name.get(..16).unwrap_or(&r.ak_name)
@@ -542,11 +559,19 @@ fn nodes_show(dir: &Path, id: u64, json: bool) -> CliResult {
             .as_ref()
             .and_then(|(_, r)| serde_json::to_value(r).ok())
             .unwrap_or(serde_json::Value::Null);
+        let evidence: serde_json::Value = last
+            .as_ref()
+            .and_then(|(_, r)| MeEvidence::from_report(r))
+            .map(|e| match e {
+                Ok(e) => serde_json::to_value(e).unwrap_or_default(),
+                Err(e) => json!({ "error": e.to_string() }),
+            })
+            .unwrap_or(serde_json::Value::Null);
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "node": node, "events": events, "history": hist,
-                "last_diff": last_diff, "last_report": report,
+                "last_diff": last_diff, "last_report": report, "me_evidence": evidence,
             }))
             .map_err(op)?
         );
@@ -589,9 +614,55 @@ fn nodes_show(dir: &Path, id: u64, json: bool) -> CliResult {
         println!("  {c}");
     }
     if let Some((_, r)) = &last {
+        for line in me_lines(r) {
+            println!("{line}");
+        }
         println!("last report:\n{}", r.to_json());
     }
     Ok(())
+}
+
+/// The ME as the last report shows it, for people: states, versions, the
+/// disable bit, and the agent's evidence (extension 1).
+fn me_lines(r: &Report) -> Vec<String> {
+    let family = r
+        .flash
+        .as_ref()
+        .and_then(|f| f.me_image.as_ref())
+        .map(|m| m.family.clone())
+        .unwrap_or_else(|| "-".into());
+    let mut out = vec![
+        "ME:".to_string(),
+        format!(
+            "  image          {} ({family} {}), disable bit {}",
+            diff::image_state(r),
+            diff::image_version(r),
+            diff::disable_bit(r)
+        ),
+        format!(
+            "  live           {} (firmware {}), AMT {}",
+            diff::live_state(r),
+            diff::live_version(r),
+            diff::amt_state(r)
+        ),
+    ];
+    match MeEvidence::from_report(r) {
+        None => {}
+        Some(Err(e)) => out.push(format!("  evidence       unreadable: {e}")),
+        Some(Ok(ev)) => {
+            let lists = [
+                ("image", &ev.image_evidence),
+                ("live", &ev.live_evidence),
+                ("not seen", &ev.not_seen),
+            ];
+            for (what, lines) in lists {
+                for l in lines {
+                    out.push(format!("  {what:<14} {l}"));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn report_verify(dir: &Path, file: &Path, json: bool) -> CliResult {

@@ -3,12 +3,17 @@
 //! off to the OS, which flash and modules to use.
 //!
 //! ```toml
+//! mode = "enroll"              # default; "measure-only": measure, never enroll
+//!
 //! [org]
 //! url = "http://10.0.2.100:18080"
 //! public_key = "<64 hex digits: the org's ed25519 public key>"
 //!
 //! [failure]
 //! policy = "continue"          # or "stop": no OS boot after a failure
+//! on_enroll_failure = "stop"   # enrollment failed or impossible (default: policy)
+//! on_apply_failure = "continue" # policy action failed or refused (default: policy)
+//! stop_hold_seconds = 60       # "stop": keep the message on screen, then power off
 //!
 //! [handoff]
 //! method = "kexec"             # or "switch_root", or "none" (power off)
@@ -59,6 +64,8 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    #[serde(default)]
+    pub mode: Mode,
     pub org: Org,
     #[serde(default)]
     pub failure: Failure,
@@ -70,6 +77,19 @@ pub struct Config {
     pub network: Option<Network>,
     #[serde(default)]
     pub modules: Vec<Module>,
+}
+
+/// What the node is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Measure and enroll with the org; not reaching it is an enrollment
+    /// failure, handled by `[failure] on_enroll_failure`.
+    #[default]
+    Enroll,
+    /// Measure and print the report, never contact the org (said so
+    /// explicitly, so a forgotten `[network]` is never mistaken for it).
+    MeasureOnly,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -102,11 +122,46 @@ pub enum FailurePolicy {
     Stop,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+/// `[failure]`: what each kind of failure does to the boot.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Failure {
+    /// Boot steps (modules, flash, recovery) and the default for the others.
     #[serde(default)]
     pub policy: FailurePolicy,
+    /// Enrollment failed or was impossible (no network, org unreachable,
+    /// TPM missing, report rejected). Default: `policy`.
+    pub on_enroll_failure: Option<FailurePolicy>,
+    /// A policy action failed or was refused. Default: `policy`.
+    pub on_apply_failure: Option<FailurePolicy>,
+    /// With `stop`: how long the message stays on the console before the
+    /// machine powers off (a person at the screen must be able to read it).
+    #[serde(default = "default_stop_hold")]
+    pub stop_hold_seconds: u64,
+}
+
+impl Default for Failure {
+    fn default() -> Self {
+        Failure {
+            policy: FailurePolicy::default(),
+            on_enroll_failure: None,
+            on_apply_failure: None,
+            stop_hold_seconds: default_stop_hold(),
+        }
+    }
+}
+
+impl Failure {
+    pub fn on_enroll(&self) -> FailurePolicy {
+        self.on_enroll_failure.unwrap_or(self.policy)
+    }
+    pub fn on_apply(&self) -> FailurePolicy {
+        self.on_apply_failure.unwrap_or(self.policy)
+    }
+}
+
+fn default_stop_hold() -> u64 {
+    60
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -290,6 +345,12 @@ impl Config {
                 ));
             }
         }
+        if cfg.failure.stop_hold_seconds > 3600 {
+            return Err(invalid(
+                "failure.stop_hold_seconds",
+                "at most 3600 (an hour on screen, then power off)".into(),
+            ));
+        }
         if cfg.modules.iter().any(|m| m.name.is_empty()) {
             return Err(invalid("modules", "a module without a name".into()));
         }
@@ -321,6 +382,8 @@ public_key = "{KEY}"
 
 [failure]
 policy = "stop"
+on_apply_failure = "continue"
+stop_hold_seconds = 0
 
 [handoff]
 method = "kexec"
@@ -350,6 +413,10 @@ params = "block2mtd=/dev/vda,4096"
     fn parses_a_full_config() {
         let c = Config::parse(&full(), "agent.toml").unwrap();
         assert_eq!(c.failure.policy, FailurePolicy::Stop);
+        assert_eq!(c.failure.on_enroll(), FailurePolicy::Stop, "from policy");
+        assert_eq!(c.failure.on_apply(), FailurePolicy::Continue);
+        assert_eq!(c.failure.stop_hold_seconds, 0);
+        assert_eq!(c.mode, Mode::Enroll);
         assert_eq!(c.handoff.method, HandoffMethod::Kexec);
         assert_eq!(c.handoff.fstype, "ext4");
         assert_eq!(c.handoff.init, "/sbin/init");
@@ -371,6 +438,10 @@ params = "block2mtd=/dev/vda,4096"
         )
         .unwrap();
         assert_eq!(c.failure.policy, FailurePolicy::Continue);
+        assert_eq!(c.failure.on_enroll(), FailurePolicy::Continue);
+        assert_eq!(c.failure.on_apply(), FailurePolicy::Continue);
+        assert_eq!(c.failure.stop_hold_seconds, 60);
+        assert_eq!(c.mode, Mode::Enroll);
         assert_eq!(c.handoff.method, HandoffMethod::None);
         assert_eq!(c.flash.device, "mtd");
         assert!(c.flash.journal.is_none());
@@ -422,6 +493,19 @@ params = "block2mtd=/dev/vda,4096"
             .contains("flash.journal"));
 
         assert!(Config::parse("not toml [", "a").is_err());
+
+        let measure = format!("mode = \"measure-only\"\n{}", full());
+        assert_eq!(
+            Config::parse(&measure, "a").unwrap().mode,
+            Mode::MeasureOnly
+        );
+        let bad_mode = format!("mode = \"measure\"\n{}", full());
+        let e = Config::parse(&bad_mode, "agent.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("measure-only"), "{e}");
+        let typo = full().replace("on_apply_failure", "on_apply_fail");
+        assert!(Config::parse(&typo, "a").is_err());
         assert!(Config::load("/nonexistent/agent.toml")
             .unwrap_err()
             .to_string()

@@ -15,13 +15,16 @@
 //!    enrollment code plugs in here;
 //! 8. hand off (kexec, switch_root, or power off).
 //!
-//! A failure in steps 3–7 is printed on the console as one clear line. With
-//! failure policy `continue` the OS still boots; with `stop` the machine
-//! powers off without booting it. Either way the flash is never left
-//! half-written: the write engine restores or keeps its journal, and the next
-//! boot's step 5 finishes the job. PID 1 never exits (the kernel would panic).
+//! A failure in steps 3–7 is printed on the console as one clear line. The
+//! failure policy (`[failure]`) decides per kind of failure — boot steps,
+//! enrollment, policy application: with `continue` the OS still boots; with
+//! `stop` the message stays on the console for `stop_hold_seconds`, then the
+//! machine powers off without booting it (no reboot loop). Either way the
+//! flash is never left half-written: the write engine restores or keeps its
+//! journal, and the next boot's step 5 finishes the job. PID 1 never exits
+//! (the kernel would panic).
 
-use super::config::{Config, FailurePolicy, JournalChoice, CONFIG_PATH};
+use super::config::{Config, Failure, FailurePolicy, JournalChoice, CONFIG_PATH};
 use super::{handoff, logging, modules, mounts, network};
 use crate::hw::flash::journal::{FileJournal, Journal};
 use crate::hw::flash::nv_journal::NvJournal;
@@ -46,8 +49,15 @@ pub struct BootContext {
     /// Set when the flash must not be written at this boot (recovery could
     /// not make it consistent, or it could not be read): the reason.
     pub flash_write_blocked: Option<String>,
-    /// Failures so far, one line each.
+    /// Failures of the boot steps so far (modules, flash), one line each:
+    /// `[failure] policy` decides.
     pub failures: Vec<String>,
+    /// Enrollment failed or was impossible (network, org, TPM): decided by
+    /// `[failure] on_enroll_failure`.
+    pub enroll_failures: Vec<String>,
+    /// Policy actions that failed or were refused: decided by
+    /// `[failure] on_apply_failure`.
+    pub apply_failures: Vec<String>,
 }
 
 /// What PID 1 does after its work.
@@ -58,15 +68,29 @@ pub enum Next {
     Stop(String),
 }
 
-/// The failure policy as a pure decision.
-pub fn next_step(policy: FailurePolicy, failures: &[String]) -> Next {
-    match (policy, failures.first()) {
-        (_, None) | (FailurePolicy::Continue, Some(_)) => Next::HandOff,
-        (FailurePolicy::Stop, Some(first)) => Next::Stop(format!(
-            "{} failure(s), first: {first}; the org's failure policy is stop",
-            failures.len()
-        )),
+/// The failure policy as a pure decision: the first kind of failure whose
+/// policy is `stop` stops the boot; otherwise the OS boots.
+pub fn next_step(cfg: &Failure, boot: &[String], enroll: &[String], apply: &[String]) -> Next {
+    let kinds = [
+        ("boot", "policy", cfg.policy, boot),
+        ("enrollment", "on_enroll_failure", cfg.on_enroll(), enroll),
+        (
+            "policy application",
+            "on_apply_failure",
+            cfg.on_apply(),
+            apply,
+        ),
+    ];
+    for (kind, key, policy, list) in kinds {
+        if let (FailurePolicy::Stop, Some(first)) = (policy, list.first()) {
+            return Next::Stop(format!(
+                "{} {kind} failure(s), first: {first}; the org's failure policy \
+                 ([failure] {key}) is stop",
+                list.len()
+            ));
+        }
     }
+    Next::HandOff
 }
 
 /// Prints a line on the console even if logging is not up.
@@ -213,6 +237,8 @@ pub fn run(work: &mut dyn FnMut(&mut BootContext) -> Result<(), String>) -> ! {
         recovery_needs_backup: false,
         flash_write_blocked: None,
         failures: Vec::new(),
+        enroll_failures: Vec::new(),
+        apply_failures: Vec::new(),
     };
 
     let wanted: Vec<(String, String)> = ctx
@@ -228,25 +254,51 @@ pub fn run(work: &mut dyn FnMut(&mut BootContext) -> Result<(), String>) -> ! {
     }
     flash_step(&mut ctx);
     if let Some(net) = ctx.config.network.clone() {
+        // The network is there to reach the org: without it, no enrollment.
         if let Err(e) = network::bring_up("busybox", &net.interface) {
-            ctx.failures.push(format!("network: {e}"));
+            ctx.enroll_failures.push(format!("network: {e}"));
         }
     }
     backup_recovery_step(&mut ctx);
     if let Err(e) = work(&mut ctx) {
         ctx.failures.push(e);
     }
-    for f in &ctx.failures {
+    let all = ctx
+        .failures
+        .iter()
+        .chain(&ctx.enroll_failures)
+        .chain(&ctx.apply_failures);
+    let count = all.clone().count();
+    for f in all {
         say(&format!("FAILED: {f}"));
     }
     // Close the flash (block2mtd syncs on close) before leaving.
     drop(ctx.flash.take());
-    match next_step(ctx.config.failure.policy, &ctx.failures) {
+    let failure = &ctx.config.failure;
+    match next_step(
+        failure,
+        &ctx.failures,
+        &ctx.enroll_failures,
+        &ctx.apply_failures,
+    ) {
         Next::Stop(reason) => {
             say(&format!("STOP: not booting the OS: {reason}"));
+            if failure.stop_hold_seconds > 0 {
+                say(&format!(
+                    "powering off in {} s ([failure] stop_hold_seconds)",
+                    failure.stop_hold_seconds
+                ));
+                std::thread::sleep(std::time::Duration::from_secs(failure.stop_hold_seconds));
+            }
             say(&handoff::power_off().to_string());
         }
         Next::HandOff => {
+            if count > 0 {
+                say(&format!(
+                    "CONTINUE: booting the OS despite {count} failure(s): the org's \
+                     failure policy is continue"
+                ));
+            }
             log::info!("handing off: {:?}", ctx.config.handoff.method);
             say(&handoff::hand_off(&ctx.config.handoff).to_string());
             say("handoff failed: powering off");
@@ -284,14 +336,45 @@ mod tests {
 
     #[test]
     fn failure_policy() {
-        assert_eq!(next_step(FailurePolicy::Stop, &[]), Next::HandOff);
-        assert_eq!(
-            next_step(FailurePolicy::Continue, &["x".into()]),
-            Next::HandOff
-        );
-        match next_step(FailurePolicy::Stop, &["enroll: refused".into(), "y".into()]) {
-            Next::Stop(r) => assert!(r.contains("2 failure(s), first: enroll: refused"), "{r}"),
+        let fail = |policy, enroll, apply| Failure {
+            policy,
+            on_enroll_failure: enroll,
+            on_apply_failure: apply,
+            stop_hold_seconds: 0,
+        };
+        let stop_all = fail(FailurePolicy::Stop, None, None);
+        assert_eq!(next_step(&stop_all, &[], &[], &[]), Next::HandOff);
+        let go = fail(FailurePolicy::Continue, None, None);
+        let x = ["x".to_string()];
+        assert_eq!(next_step(&go, &x, &x, &x), Next::HandOff);
+        match next_step(&stop_all, &["flash: gone".into(), "y".into()], &[], &[]) {
+            Next::Stop(r) => assert!(
+                r.contains("2 boot failure(s), first: flash: gone") && r.contains("policy) is"),
+                "{r}"
+            ),
             other => panic!("{other:?}"),
         }
+        // Enrollment stops on its own setting; the default follows `policy`.
+        let enroll_stop = fail(FailurePolicy::Continue, Some(FailurePolicy::Stop), None);
+        assert_eq!(next_step(&enroll_stop, &x, &[], &x), Next::HandOff);
+        match next_step(&enroll_stop, &[], &["enroll: refused".into()], &[]) {
+            Next::Stop(r) => assert!(
+                r.contains("1 enrollment failure(s), first: enroll: refused")
+                    && r.contains("on_enroll_failure"),
+                "{r}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let apply_go = fail(FailurePolicy::Stop, None, Some(FailurePolicy::Continue));
+        assert_eq!(next_step(&apply_go, &[], &[], &x), Next::HandOff);
+        assert!(matches!(
+            next_step(&apply_go, &[], &x, &[]),
+            Next::Stop(r) if r.contains("enrollment")
+        ));
+        let apply_stop = fail(FailurePolicy::Continue, None, Some(FailurePolicy::Stop));
+        assert!(matches!(
+            next_step(&apply_stop, &[], &[], &x),
+            Next::Stop(r) if r.contains("policy application") && r.contains("on_apply_failure")
+        ));
     }
 }

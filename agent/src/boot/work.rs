@@ -1,14 +1,20 @@
 //! PID 1's work step (step 7 of [`super::init`]): measure, enroll, apply.
 //!
 //! 1. inspect the flash bytes read at this boot and probe the live ME;
-//! 2. build the wire report and enroll with the org from the config, the
-//!    TPM (`/dev/tpmrm0`) quoting it;
+//! 2. build the wire report (the measured facts: [`crate::report_facts`])
+//!    and enroll with the org from the config, the TPM (`/dev/tpmrm0`)
+//!    quoting it;
 //! 3. verify the org's signed policy (done by [`EnrollClient::enroll`]);
 //! 4. apply it: only `ignore` on the node so far; any other policy is
 //!    recorded as refused "not implemented on the node yet";
 //! 5. post the outcome, and print one JSON line `FORTROS-REPORT=...` on the
 //!    console (plus `FORTROS-FLASH-SHA256=<hex>` as before).
+//!
+//! Enrollment that fails or is impossible goes to
+//! [`BootContext::enroll_failures`], refused or failed actions to
+//! [`BootContext::apply_failures`]; the failure policy decides what follows.
 
+use super::config::Mode;
 use super::init::BootContext;
 use crate::enroll::{Attester, EnrollClient, Enrolled};
 use crate::hw::flash::recovery::BackupSource;
@@ -16,14 +22,12 @@ use crate::hw::mei::probe::{probe, ProbeOptions};
 use crate::hw::tpm::{identity, nv};
 use crate::hw::tpm::{DeviceTransport, Tpm, Transport};
 use crate::image::inspect::{inspect, ImageReport};
+use crate::report_facts;
 use ed25519_dalek::VerifyingKey;
 use fortros_wire::envelope::ReportEvidence;
 use fortros_wire::exchange::CredentialChallenge;
 use fortros_wire::policy::PolicyAction;
-use fortros_wire::report::{
-    ActionTaken, FlashFacts, NodeIdentity, Outcome, PcrValues, PolicyReceived, RegionDigest,
-    RegionKind,
-};
+use fortros_wire::report::{ActionTaken, NodeIdentity, Outcome, PcrValues, PolicyReceived};
 use fortros_wire::{Bytes, Digest32, Report, REPORT_FORMAT};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -88,54 +92,41 @@ struct ConsoleReport<'a> {
     report_id: Option<u64>,
 }
 
-/// Descriptor region number → wire region kind (Intel's numbering).
-fn region_kind(index: u8) -> RegionKind {
-    match index {
-        0 => RegionKind::Descriptor,
-        1 => RegionKind::Bios,
-        2 => RegionKind::Me,
-        3 => RegionKind::Gbe,
-        4 => RegionKind::Platform,
-        5 => RegionKind::DeviceExpansion,
-        8 => RegionKind::Ec,
-        n => RegionKind::Other(n),
+/// The host NIC's MAC address as the kernel shows it.
+fn host_mac(ctx: &BootContext) -> Option<String> {
+    let iface = &ctx.config.network.as_ref()?.interface;
+    std::fs::read_to_string(format!("/sys/class/net/{iface}/address")).ok()
+}
+
+/// Why this boot does not enroll, or `None` when it should.
+fn no_enrollment(ctx: &BootContext) -> Option<Result<String, String>> {
+    match (ctx.config.mode, &ctx.config.network) {
+        (Mode::MeasureOnly, _) => Some(Ok("skipped: mode measure-only".into())),
+        (Mode::Enroll, None) => Some(Err("no [network] in the config: the org cannot be \
+             reached (mode = \"measure-only\" for a node that only measures)"
+            .into())),
+        (Mode::Enroll, Some(_)) => None,
     }
 }
 
-fn digest32(hex_str: &str) -> Option<Digest32> {
-    let v: [u8; 32] = hex::decode(hex_str).ok()?.try_into().ok()?;
-    Some(Digest32(v))
-}
-
-/// The flash facts from the bytes read at this boot and their inspection.
-fn flash_facts(size: u64, sha256: [u8; 32], inspected: Option<&ImageReport>) -> FlashFacts {
-    let regions = inspected
-        .map(|r| {
-            r.digests
-                .regions
-                .iter()
-                .filter_map(|d| {
-                    let sha = digest32(d.sha256.as_deref()?)?;
-                    let limit = d.base.checked_add(u32::try_from(d.len).ok()?)?;
-                    Some(RegionDigest {
-                        region: region_kind(d.index),
-                        base: d.base,
-                        limit: limit.checked_sub(1)?,
-                        sha256: sha,
-                    })
-                })
-                .collect()
+/// The actions that did not happen as the policy asked: one line each.
+fn apply_failures(actions: &[ActionTaken]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match &a.outcome {
+            Outcome::Refused { reason } => Some(format!("apply {}: refused: {reason}", a.action)),
+            Outcome::Failed { reason, restored } => Some(format!(
+                "apply {}: failed: {reason} (original bytes {})",
+                a.action,
+                if *restored {
+                    "restored"
+                } else {
+                    "NOT restored"
+                }
+            )),
+            Outcome::Done | Outcome::Skipped => None,
         })
-        .unwrap_or_default();
-    FlashFacts {
-        size,
-        image_sha256: Digest32(sha256),
-        regions,
-        // Converting the parser's descriptor/ME findings into wire facts is
-        // not done yet; the console line carries them as `image`.
-        descriptor: None,
-        me_image: None,
-    }
+        .collect()
 }
 
 /// The work step: see the module documentation.
@@ -156,7 +147,19 @@ pub fn enroll_and_apply(ctx: &mut BootContext) -> Result<(), String> {
         }
     };
     let live = probe(&ProbeOptions::default());
-    log::info!("live ME: {:?}", live.classification);
+    log::info!(
+        "live ME: {} ({})",
+        live.classification.summary,
+        report_facts::live::state_word(live.classification.state)
+    );
+    let evidence = report_facts::me_evidence(inspected.as_ref(), &live);
+    let extensions = match evidence.to_extension() {
+        Ok(e) => vec![e],
+        Err(e) => {
+            log::error!("ME evidence extension: {e}");
+            Vec::new()
+        }
+    };
 
     let mut report = Report {
         format: REPORT_FORMAT,
@@ -167,38 +170,38 @@ pub fn enroll_and_apply(ctx: &mut BootContext) -> Result<(), String> {
         },
         nonce: Bytes(Vec::new()),
         boot_counter: 0,
-        flash: Some(flash_facts(
+        flash: Some(report_facts::flash_facts(
             img.bytes.len() as u64,
             img.sha256,
             inspected.as_ref(),
         )),
-        live_me: None,
-        network: None,
+        live_me: Some(report_facts::live_me_facts(&live)),
+        network: report_facts::network_facts(&live, host_mac(ctx).as_deref()),
         pcrs: PcrValues {
             bank: fortros_wire::tpm::ALG_SHA256,
             values: Vec::new(),
         },
         policy: None,
         actions: Vec::new(),
-        extensions: Vec::new(),
+        extensions,
     };
 
-    // Without a [network] section the org is unreachable: a measure-only
-    // node (as in the flash tests). Said on the console, not a failure.
-    let outcome = if ctx.config.network.is_none() {
-        log::warn!("no [network] in the config: enrollment skipped");
-        Ok((
-            "skipped: no [network] in the config".to_string(),
-            None,
-            None,
-        ))
-    } else {
-        enroll(ctx, &mut report)
+    let outcome = match no_enrollment(ctx) {
+        Some(Ok(why)) => {
+            log::info!("enrollment {why}");
+            Ok((why, None, None))
+        }
+        Some(Err(why)) => Err(why),
+        None => enroll(ctx, &mut report),
     };
-    let (enrollment, node_id, report_id, result) = match outcome {
-        Ok((what, node_id, report_id)) => (what, node_id, report_id, Ok(())),
-        Err(e) => (format!("failed: {e}"), None, None, Err(e)),
+    let (enrollment, node_id, report_id) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            ctx.enroll_failures.push(format!("enrollment: {e}"));
+            (format!("failed: {e}"), None, None)
+        }
     };
+    ctx.apply_failures.extend(apply_failures(&report.actions));
     let line = ConsoleReport {
         report: &report,
         image: inspected.as_ref(),
@@ -210,7 +213,7 @@ pub fn enroll_and_apply(ctx: &mut BootContext) -> Result<(), String> {
         Ok(json) => println!("FORTROS-REPORT={json}"),
         Err(e) => log::error!("report as JSON: {e}"),
     }
-    result
+    Ok(())
 }
 
 /// Enrolls, applies, posts the outcome. Returns what happened for the
@@ -317,12 +320,68 @@ mod tests {
     }
 
     #[test]
-    fn region_limits_are_inclusive() {
-        assert_eq!(region_kind(2), RegionKind::Me);
-        assert_eq!(region_kind(9), RegionKind::Other(9));
-        assert!(digest32("zz").is_none());
-        let f = flash_facts(16, [7; 32], None);
-        assert_eq!(f.size, 16);
-        assert!(f.regions.is_empty());
+    fn refused_and_failed_actions_are_apply_failures() {
+        let act = |outcome| ActionTaken {
+            action: "set-hap".into(),
+            outcome,
+            detail: None,
+        };
+        let lines = apply_failures(&[
+            act(Outcome::Done),
+            act(Outcome::Skipped),
+            act(Outcome::Refused {
+                reason: "descriptor locked".into(),
+            }),
+            act(Outcome::Failed {
+                reason: "verify mismatch".into(),
+                restored: true,
+            }),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "apply set-hap: refused: descriptor locked",
+                "apply set-hap: failed: verify mismatch (original bytes restored)"
+            ]
+        );
+    }
+
+    fn ctx(toml_head: &str, network: bool) -> BootContext {
+        let text = format!(
+            "{toml_head}\n[org]\nurl = \"http://10.0.2.2:1\"\npublic_key = \"{}\"\n{}",
+            "ab".repeat(32),
+            if network {
+                "[network]\ninterface = \"eth0\"\n"
+            } else {
+                ""
+            }
+        );
+        BootContext {
+            config: crate::boot::config::Config::parse(&text, "agent.toml").unwrap(),
+            flash: None,
+            image: None,
+            recovery: None,
+            flash_write_blocked: None,
+            failures: Vec::new(),
+            enroll_failures: Vec::new(),
+            apply_failures: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn no_network_is_an_enrollment_failure_unless_measure_only() {
+        match no_enrollment(&ctx("", false)) {
+            Some(Err(e)) => assert!(e.contains("no [network]") && e.contains("measure-only")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            no_enrollment(&ctx("mode = \"measure-only\"", false)),
+            Some(Ok("skipped: mode measure-only".into()))
+        );
+        assert_eq!(
+            no_enrollment(&ctx("mode = \"measure-only\"", true)),
+            Some(Ok("skipped: mode measure-only".into()))
+        );
+        assert_eq!(no_enrollment(&ctx("", true)), None);
     }
 }

@@ -56,6 +56,17 @@ pub fn digest(bytes: &[u8], regions: &[Region]) -> ImageDigests {
     }
 }
 
+/// The digests of an input that was not hashed: the size, an empty
+/// `sha256` and no regions. For reports that stay inside the agent and
+/// need no digests (see `inspect::inspect_structure`).
+pub fn not_computed(size: usize) -> ImageDigests {
+    ImageDigests {
+        size,
+        sha256: String::new(),
+        regions: Vec::new(),
+    }
+}
+
 /// Hashes the enabled regions that fit in `bytes`, in image order.
 fn digest_regions(bytes: &[u8], regions: &[Region]) -> Vec<RegionDigest> {
     let mut order: Vec<&Region> = regions.iter().filter(|r| r.enabled).collect();

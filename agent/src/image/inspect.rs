@@ -15,7 +15,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::boot_guard::{self, BootGuardHints};
-use super::descriptor::{Descriptor, DescriptorError, IfdVersion, Platform};
+use super::descriptor::{Descriptor, DescriptorError, IfdVersion, Platform, Region};
 use super::digest::{self, ImageDigests};
 use super::disable_bit::{self, DisableBit, DisableState, MeHint};
 use super::me::{self, Family, Generation, MeError, MeRegion, RegionState};
@@ -145,17 +145,47 @@ pub struct ImageReport {
 
 /// Inspects `bytes`: a full image, a descriptor alone or an ME region alone.
 pub fn inspect(bytes: &[u8]) -> Result<ImageReport, InspectError> {
+    inspect_as(bytes, Hashing::Digests)
+}
+
+/// [`inspect`] without the SHA-256 digests: the same parse, checks and
+/// state, but `digests` holds only the size (see
+/// [`digest::not_computed`]). Hashing every byte of an 8 MiB image is
+/// most of `inspect`'s time; a caller that only needs the structure and
+/// the state (neutralize reads its input and re-checks its output) skips
+/// it. Never put such a report where digests are expected.
+pub fn inspect_structure(bytes: &[u8]) -> Result<ImageReport, InspectError> {
+    inspect_as(bytes, Hashing::SizeOnly)
+}
+
+/// Whether a report carries digests.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hashing {
+    Digests,
+    SizeOnly,
+}
+
+impl Hashing {
+    fn digests(self, bytes: &[u8], regions: &[Region]) -> ImageDigests {
+        match self {
+            Hashing::Digests => digest::digest(bytes, regions),
+            Hashing::SizeOnly => digest::not_computed(bytes.len()),
+        }
+    }
+}
+
+fn inspect_as(bytes: &[u8], hashing: Hashing) -> Result<ImageReport, InspectError> {
     if bytes.is_empty() {
         return Err(InspectError::Empty);
     }
     match Descriptor::parse(bytes) {
-        Ok(desc) => Ok(inspect_with_descriptor(bytes, desc)?),
-        Err(DescriptorError::NoSignature) => inspect_me_only(bytes),
+        Ok(desc) => Ok(inspect_with_descriptor(bytes, desc, hashing)?),
+        Err(DescriptorError::NoSignature) => inspect_me_only(bytes, hashing),
         Err(e) => Err(e.into()),
     }
 }
 
-fn inspect_me_only(bytes: &[u8]) -> Result<ImageReport, InspectError> {
+fn inspect_me_only(bytes: &[u8], hashing: Hashing) -> Result<ImageReport, InspectError> {
     let region = me::parse_me_region(bytes).map_err(InspectError::NotAnImage)?;
     let mut evidence = vec!["ME region alone: no descriptor, so no disable strap to read".into()];
     let state = firmware_state(&region, 0, &mut evidence);
@@ -164,7 +194,7 @@ fn inspect_me_only(bytes: &[u8]) -> Result<ImageReport, InspectError> {
         input: InputKind::MeRegionOnly,
         state,
         evidence,
-        digests: digest::digest(bytes, &[]),
+        digests: hashing.digests(bytes, &[]),
         descriptor: None,
         disable_bit: None,
         me: Some(MeFinding {
@@ -181,6 +211,7 @@ fn inspect_me_only(bytes: &[u8]) -> Result<ImageReport, InspectError> {
 fn inspect_with_descriptor(
     bytes: &[u8],
     mut desc: Descriptor,
+    hashing: Hashing,
 ) -> Result<ImageReport, InspectError> {
     // A descriptor file is region 0 and nothing more; anything longer must
     // hold every region the descriptor lists.
@@ -211,7 +242,7 @@ fn inspect_with_descriptor(
         input,
         state,
         evidence,
-        digests: digest::digest(bytes, &desc.regions),
+        digests: hashing.digests(bytes, &desc.regions),
         descriptor: Some(desc),
         disable_bit: Some(bit),
         me,

@@ -87,6 +87,22 @@ pub enum FlashError {
 pub trait Flash {
     /// A short human name for messages: `/dev/mtd0`, `image.bin`, `flashrom dummy`.
     fn name(&self) -> String;
+    /// An I/O error naming this device, the operation and the range.
+    fn io_error(
+        &self,
+        op: &'static str,
+        offset: u64,
+        len: u64,
+        source: std::io::Error,
+    ) -> FlashError {
+        FlashError::Io {
+            device: self.name(),
+            op,
+            offset,
+            len,
+            source,
+        }
+    }
     /// Size of the chip in bytes.
     fn size(&self) -> u64;
     /// The smallest unit that can be erased, in bytes (a power of two).

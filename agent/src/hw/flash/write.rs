@@ -338,6 +338,16 @@ pub(crate) mod tests {
         }
     }
 
+    /// The engine with a full authorization for `old` and default options.
+    fn write(
+        f: &mut MemFlash,
+        j: &mut MemoryJournal,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<WriteReport, WriteError> {
+        write_image(f, j, old, new, &auth(old), WriteOptions::default())
+    }
+
     pub(crate) fn auth(old: &[u8]) -> WriteAuthorization {
         WriteAuthorization {
             policy: VerifiedPolicy::after_signature_check([9; 32]),
@@ -363,15 +373,7 @@ pub(crate) mod tests {
         let new = changed(&old, &[0x1000 + 5, 0x2000 + 9, 0x9000]);
         let mut f = MemFlash::new(old.clone(), 4096);
         let mut j = MemoryJournal::default();
-        let r = write_image(
-            &mut f,
-            &mut j,
-            &old,
-            &new,
-            &auth(&old),
-            WriteOptions::default(),
-        )
-        .unwrap();
+        let r = write(&mut f, &mut j, &old, &new).unwrap();
         assert_eq!(f.bytes, new);
         assert_eq!(r.blocks_written, vec![0x1000, 0x2000, 0x9000]);
         assert_eq!(r.runs, vec![(0x1000, 0x2000), (0x9000, 0x1000)]);
@@ -451,15 +453,7 @@ pub(crate) mod tests {
         on_chip[0x3010] = 0;
         let mut f = MemFlash::new(on_chip.clone(), 4096);
         let mut j = MemoryJournal::default();
-        let e = write_image(
-            &mut f,
-            &mut j,
-            &old,
-            &new,
-            &auth(&old),
-            WriteOptions::default(),
-        )
-        .unwrap_err();
+        let e = write(&mut f, &mut j, &old, &new).unwrap_err();
         assert!(
             matches!(e, WriteError::FlashChanged { offset: 0x3010, .. }),
             "{e}"
@@ -474,15 +468,7 @@ pub(crate) mod tests {
         let mut f = MemFlash::new(old.clone(), 4096);
         f.corrupt_writes = vec![(0x5000, 1)];
         let mut j = MemoryJournal::default();
-        let r = write_image(
-            &mut f,
-            &mut j,
-            &old,
-            &new,
-            &auth(&old),
-            WriteOptions::default(),
-        )
-        .unwrap();
+        let r = write(&mut f, &mut j, &old, &new).unwrap();
         assert_eq!(r.attempts, 2);
         assert_eq!(f.bytes, new);
     }
@@ -495,15 +481,7 @@ pub(crate) mod tests {
         // The second run (0x8000) fails 3 times; the first was already written.
         f.corrupt_writes = vec![(0x8000, 3)];
         let mut j = MemoryJournal::default();
-        let e = write_image(
-            &mut f,
-            &mut j,
-            &old,
-            &new,
-            &auth(&old),
-            WriteOptions::default(),
-        )
-        .unwrap_err();
+        let e = write(&mut f, &mut j, &old, &new).unwrap_err();
         assert!(
             matches!(e, WriteError::FailedRestored { offset: 0x8000, .. }),
             "{e}"
@@ -519,15 +497,7 @@ pub(crate) mod tests {
         let mut f = MemFlash::new(old.clone(), 4096);
         f.fail_from_write = Some(0);
         let mut j = MemoryJournal::default();
-        let e = write_image(
-            &mut f,
-            &mut j,
-            &old,
-            &new,
-            &auth(&old),
-            WriteOptions::default(),
-        )
-        .unwrap_err();
+        let e = write(&mut f, &mut j, &old, &new).unwrap_err();
         assert!(matches!(e, WriteError::FailedNotRestored { .. }), "{e}");
         let rec = j.load().unwrap().expect("journal kept");
         assert_eq!(rec.blocks.len(), 1);
@@ -540,15 +510,7 @@ pub(crate) mod tests {
         let new = changed(&old, &[0x2_0001]);
         let mut f = MemFlash::new(old.clone(), 65536);
         let mut j = MemoryJournal::default();
-        let r = write_image(
-            &mut f,
-            &mut j,
-            &old,
-            &new,
-            &auth(&old),
-            WriteOptions::default(),
-        )
-        .unwrap();
+        let r = write(&mut f, &mut j, &old, &new).unwrap();
         assert_eq!(r.blocks_written, vec![0x2_0000]);
         assert_eq!(f.erased(), vec![0x2_0000]);
         assert_eq!(f.bytes, new);

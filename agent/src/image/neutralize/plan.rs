@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::image::descriptor::Descriptor;
 use crate::image::disable_bit::{DisableBit, DisableState};
-use crate::image::inspect::{family_name, inspect, ImageReport, InputKind, MeLocation};
+use crate::image::inspect::{family_name, inspect_structure, ImageReport, InputKind, MeLocation};
 use crate::image::me::{Family, Generation, Layout, RegionState, Signature};
 
 use super::{Mode, NeutralizeError, Options};
@@ -68,8 +68,10 @@ enum No {
 }
 
 /// Reads `image` and decides; refusals and bad options are errors.
+/// The read is `inspect` without the digests: deciding needs the
+/// structure and the state, not a SHA-256 of every byte.
 pub fn decide(image: &[u8], options: &Options) -> Result<Decision, NeutralizeError> {
-    let report = inspect(image)?;
+    let report = inspect_structure(image)?;
     let mode = options.mode;
     if !mode.strips() && (options.relocate || options.truncate) {
         return Err(NeutralizeError::BadOptions(

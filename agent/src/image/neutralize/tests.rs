@@ -175,3 +175,63 @@ fn an_me_region_file_has_no_disable_bit() {
     let why = refused(neutralize(&region, &opts(Mode::Disable)));
     assert!(why.contains("no descriptor"), "{why}");
 }
+
+/// The x210 ME region file (CSME 11.8, gen 3: modules at fixed offsets)
+/// stripped in memory: input, output, decision and plan.
+fn x210_stripped() -> Option<(Vec<u8>, Vec<u8>, plan::Decision, Plan)> {
+    let corpus = fortros_testkit::corpus::Corpus::open_or_skip("re-check tests (x210)")?;
+    let input = corpus.read("x210_me.bin").expect("x210_me.bin");
+    let o = opts(Mode::Strip);
+    let d = plan::decide(&input, &o).expect("x210 may be stripped");
+    let (out, plan) = apply::apply(&input, &o, &d).expect("x210 strips");
+    Some((input, out, d, plan))
+}
+
+#[test]
+fn the_recheck_catches_a_module_left_behind() {
+    let Some((input, mut out, d, plan)) = x210_stripped() else {
+        return;
+    };
+    assert!(verify::verify(&input, &out, &d, &plan).is_ok());
+    // Put one module the plan says it removed back into the output.
+    let parsed = crate::image::inspect::inspect(&input).unwrap();
+    let region = parsed.me.unwrap().region.unwrap();
+    let (name, at, len) = plan
+        .modules
+        .iter()
+        .filter(|m| m.removed)
+        .find_map(|m| {
+            // A module that holds data in the input (not a 0xFF placeholder).
+            let r = region
+                .modules
+                .iter()
+                .find(|r| r.name == m.name && r.present)?;
+            Some((m.name.clone(), r.offset? as usize, r.length as usize))
+        })
+        .expect("a removed module with an offset");
+    out[at..at + len].copy_from_slice(&input[at..at + len]);
+    match verify::verify(&input, &out, &d, &plan) {
+        Err(NeutralizeError::CheckFailed(what)) => {
+            assert!(what.contains(&name) && what.contains("present"), "{what}")
+        }
+        other => panic!("expected a failed check, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_recheck_verifies_the_ftpr_manifest_signature() {
+    let Some((input, mut out, d, plan)) = x210_stripped() else {
+        return;
+    };
+    let parsed = crate::image::inspect::inspect(&input).unwrap();
+    let manifest = parsed.me.unwrap().region.unwrap().manifests[0].offset as usize;
+    // $MN2: 0x80-byte header, 0x100-byte modulus, 4-byte exponent, then
+    // the signature; one flipped signature bit must fail the RSA check.
+    out[manifest + 0x80 + 0x104 + 0x10] ^= 1;
+    match verify::verify(&input, &out, &d, &plan) {
+        Err(NeutralizeError::CheckFailed(what)) => {
+            assert!(what.contains("manifest no longer verifies"), "{what}")
+        }
+        other => panic!("expected a failed check, got {other:?}"),
+    }
+}

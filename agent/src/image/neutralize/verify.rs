@@ -1,12 +1,19 @@
 //! The result is parsed again before it is returned: it must be an image
 //! `inspect` reads, only the bytes we meant may differ, a stripped ME must
-//! read as cleaned with a valid `$FPT` and an FTPR manifest that still
-//! verifies, and a disable bit we set must read as set.
+//! read as cleaned with a valid `$FPT`, an FTPR manifest that still
+//! verifies (RSA) and exactly the partitions and modules the plan removed
+//! gone, and a disable bit we set must read as set.
+//!
+//! The re-parse skips `inspect`'s SHA-256 digests: none of the checks
+//! reads them, and hashing the whole image was most of the cost. Which
+//! bytes changed is known exactly from the byte-for-byte diff of input
+//! and output (`Plan::changed`), a stronger check than a digest.
 
 use crate::image::disable_bit::DisableState;
-use crate::image::inspect::inspect;
-use crate::image::me::{RegionState, Signature};
+use crate::image::inspect::inspect_structure;
+use crate::image::me::{MeRegion, Presence, RegionState, Signature};
 
+use super::partitions::PartitionFate;
 use super::plan::Decision;
 use super::{NeutralizeError, Plan};
 
@@ -41,11 +48,12 @@ pub(super) fn verify(
             ));
         }
     }
-    let report = match inspect(out) {
+    let report = match inspect_structure(out) {
         Ok(r) => r,
         Err(e) => return fail(format!("the output does not parse: {e}")),
     };
-    // 2. A stripped ME reads as cleaned, with a valid FPT and FTPR manifest.
+    // 2. A stripped ME reads as cleaned, with a valid FPT and FTPR manifest,
+    //    and what the plan removed is gone, what it kept is there.
     if d.strip.is_some() {
         let Some(region) = report.me.as_ref().and_then(|m| m.region.as_ref()) else {
             return fail("the stripped ME region does not parse".into());
@@ -63,6 +71,9 @@ pub(super) fn verify(
                 region.state
             ));
         }
+        if let Err(what) = removed_as_planned(region, plan) {
+            return fail(what);
+        }
     }
     // 3. A disable bit we set reads as set.
     if d.disable_bit.is_some()
@@ -71,4 +82,46 @@ pub(super) fn verify(
         return fail("the disable strap does not read as set".into());
     }
     Ok(report.state.name().to_string())
+}
+
+/// The re-parsed region against the plan: every partition the plan erased
+/// is no longer listed with data, the kept one is; every module the plan
+/// erased reads as absent, every module it kept as present.
+fn removed_as_planned(region: &MeRegion, plan: &Plan) -> Result<(), String> {
+    let has_data = |name: &str| {
+        region.partitions.iter().any(|p| {
+            p.name == name && matches!(p.presence, Presence::Present | Presence::Truncated)
+        })
+    };
+    for p in &plan.partitions {
+        match p.action {
+            PartitionFate::Kept if !has_data(&p.name) => {
+                return Err(format!(
+                    "kept partition {} has no data after the strip",
+                    p.name
+                ))
+            }
+            PartitionFate::Removed if has_data(&p.name) => {
+                return Err(format!(
+                    "partition {} still has data after the strip",
+                    p.name
+                ))
+            }
+            _ => {}
+        }
+    }
+    for m in &plan.modules {
+        let Some(found) = region.modules.iter().find(|r| r.name == m.name) else {
+            return Err(format!("module {} is no longer listed", m.name));
+        };
+        if found.present == m.removed {
+            return Err(format!(
+                "module {} reads as {} after the strip, but the plan {} it",
+                m.name,
+                if found.present { "present" } else { "absent" },
+                if m.removed { "removed" } else { "kept" }
+            ));
+        }
+    }
+    Ok(())
 }

@@ -361,6 +361,8 @@ mod tests {
             flash: None,
             image: None,
             recovery: None,
+            journal: None,
+            recovery_needs_backup: false,
             flash_write_blocked: None,
             failures: Vec::new(),
             enroll_failures: Vec::new(),

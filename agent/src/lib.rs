@@ -5,9 +5,11 @@
 //! - [`boot`]: PID-1 duties (mounts, modules, logging, network, handoff).
 //! - [`cli`]: the `fortros-agent` subcommands.
 //! - [`report_facts`]: what was measured, converted into the wire report's facts.
+//! - [`apply`]: applying a verified org policy (neutralize) on the node.
 //!
 //! See `docs/architecture.md` for how the parts fit together.
 
+pub mod apply;
 pub mod boot;
 pub mod cli;
 pub mod enroll;

@@ -145,6 +145,21 @@ pub enum NodesCmd {
     Approve { id: u64 },
     /// Put a node in a group (empty name: none).
     Group { id: u64, group: String },
+    /// A flash image the node sent before writing its flash: write it to
+    /// FILE (the latest, or the one with --sha256), or list them.
+    Backup {
+        id: u64,
+        #[arg(short = 'o', long = "output", required_unless_present = "list")]
+        output: Option<PathBuf>,
+        /// Which backup (hex SHA-256); default: the latest.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// List the node's backups instead.
+        #[arg(long)]
+        list: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -180,23 +195,23 @@ pub struct Failure {
     pub message: String,
 }
 
-fn op<E: std::fmt::Display>(e: E) -> Failure {
+pub(crate) fn op<E: std::fmt::Display>(e: E) -> Failure {
     Failure {
         code: 1,
         message: e.to_string(),
     }
 }
 
-fn input<E: std::fmt::Display>(e: E) -> Failure {
+pub(crate) fn input<E: std::fmt::Display>(e: E) -> Failure {
     Failure {
         code: 2,
         message: e.to_string(),
     }
 }
 
-type CliResult = Result<(), Failure>;
+pub(crate) type CliResult = Result<(), Failure>;
 
-fn open_registry(dir: &Path) -> Result<SqliteRegistry, Failure> {
+pub(crate) fn open_registry(dir: &Path) -> Result<SqliteRegistry, Failure> {
     SqliteRegistry::open(&dir.join(DATABASE_FILE)).map_err(op)
 }
 
@@ -299,6 +314,13 @@ pub fn run(cli: Cli) -> CliResult {
             println!("node {id} group: {}", g.unwrap_or("-"));
             Ok(())
         }
+        Cmd::Nodes(NodesCmd::Backup {
+            id,
+            output,
+            sha256,
+            list,
+            json,
+        }) => crate::backup::cli_backup(dir, id, output.as_deref(), sha256.as_deref(), list, json),
         Cmd::Report(ReportCmd::Verify { file, json }) => report_verify(dir, &file, json),
         Cmd::Export(ExportCmd::NetworkBlock { format, json }) => export_block(dir, format, json),
     }

@@ -49,6 +49,12 @@ pub enum ExchangeError {
     Policy(#[from] policy::PolicyError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("node {0} is not approved: no backups are taken or served")]
+    NotApproved(u64),
+    #[error("backup refused: {0}")]
+    Backup(String),
+    #[error("no backup with SHA-256 {sha256} for node {node_id}")]
+    NoBackup { node_id: u64, sha256: String },
 }
 
 impl ExchangeError {
@@ -57,6 +63,7 @@ impl ExchangeError {
         match self {
             ExchangeError::Malformed(_) => 400,
             ExchangeError::Policy(_) | ExchangeError::Store(_) => 500,
+            ExchangeError::NoBackup { .. } => 404,
             _ => 403,
         }
     }
@@ -101,7 +108,7 @@ impl Org {
 
     /// Checks a report's nonce is fresh, verifies the evidence (against
     /// the node's enrolled AK when known), then consumes the nonce.
-    fn verify_fresh(
+    pub(crate) fn verify_fresh(
         &self,
         evidence: &ReportEvidence,
     ) -> Result<(VerifiedReport, Option<Node>), ExchangeError> {

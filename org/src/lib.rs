@@ -4,6 +4,7 @@
 //! - [`store`]: the registry behind one trait (SQLite now, PostgreSQL later).
 //! - [`exchange`]: the enrollment protocol's logic (no HTTP).
 //! - [`server`]: the HTTP routes over [`exchange`].
+//! - [`backup`]: node flash images kept before a write, served back.
 //! - [`policy`]: policies as stored (AMT credentials encrypted at rest) and
 //!   as issued (signed, bound to one node and one nonce).
 //! - [`diff`]: what changed between two reports of a node.
@@ -13,6 +14,7 @@
 //!
 //! The operator's view is in docs/operator-guide.md.
 
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod diff;

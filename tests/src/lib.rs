@@ -10,6 +10,8 @@
 use fortros_meiemu::amt::remote::Qmp;
 use fortros_meiemu::amt::state::StateFile;
 use fortros_meiemu::amt::{AmtEvent, AmtModel};
+pub mod org;
+
 use fortros_meiemu::{Event, Listener, Scenario};
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixStream;

@@ -5,8 +5,10 @@
 //!    and enroll with the org from the config, the TPM (`/dev/tpmrm0`)
 //!    quoting it;
 //! 3. verify the org's signed policy (done by [`EnrollClient::enroll`]);
-//! 4. apply it: only `ignore` on the node so far; any other policy is
-//!    recorded as refused "not implemented on the node yet";
+//! 4. apply it: `ignore` touches nothing; `neutralize` runs
+//!    [`crate::apply::neutralize_on_node`] (backup to the org, safe write)
+//!    and prints `FORTROS-APPLY=<json>`; `use` is recorded as refused "not
+//!    implemented on the node yet";
 //! 5. post the outcome, and print one JSON line `FORTROS-REPORT=...` on the
 //!    console (plus `FORTROS-FLASH-SHA256=<hex>` as before).
 //!
@@ -16,8 +18,10 @@
 
 use super::config::Mode;
 use super::init::BootContext;
+use crate::apply::{neutralize_on_node, ApplyRecord, BackupStore, LiveFacts, OrgBackup, Request};
 use crate::enroll::{Attester, EnrollClient, Enrolled};
 use crate::hw::flash::recovery::BackupSource;
+use crate::hw::flash::write::{VerifiedPolicy, WriteOptions};
 use crate::hw::mei::probe::{probe, ProbeOptions};
 use crate::hw::tpm::{identity, nv};
 use crate::hw::tpm::{DeviceTransport, Tpm, Transport};
@@ -26,6 +30,7 @@ use crate::report_facts;
 use ed25519_dalek::VerifyingKey;
 use fortros_wire::envelope::ReportEvidence;
 use fortros_wire::exchange::CredentialChallenge;
+use fortros_wire::policy::NeutralizeMode;
 use fortros_wire::policy::PolicyAction;
 use fortros_wire::report::{ActionTaken, NodeIdentity, Outcome, PcrValues, PolicyReceived};
 use fortros_wire::{Bytes, Digest32, Report, REPORT_FORMAT};
@@ -192,7 +197,7 @@ pub fn enroll_and_apply(ctx: &mut BootContext) -> Result<(), String> {
             Ok((why, None, None))
         }
         Some(Err(why)) => Err(why),
-        None => enroll(ctx, &mut report),
+        None => enroll(ctx, &mut report, &LiveFacts::from_probe(&live)),
     };
     let (enrollment, node_id, report_id) = match outcome {
         Ok(done) => done,
@@ -219,8 +224,9 @@ pub fn enroll_and_apply(ctx: &mut BootContext) -> Result<(), String> {
 /// Enrolls, applies, posts the outcome. Returns what happened for the
 /// console, the org's node id and report id when known.
 fn enroll(
-    ctx: &BootContext,
+    ctx: &mut BootContext,
     report: &mut Report,
+    live: &LiveFacts,
 ) -> Result<(String, Option<u64>, Option<u64>), String> {
     let key = VerifyingKey::from_bytes(&ctx.config.org.public_key_bytes())
         .map_err(|e| format!("org public key: {e}"))?;
@@ -253,7 +259,20 @@ fn enroll(
         accepted: true,
         reason: None,
     });
-    report.actions.push(apply(&policy.action));
+    let verified =
+        VerifiedPolicy::after_signature_check(Sha256::digest(signed.policy.as_slice()).into());
+    let (taken, record) = apply(&policy.action, |mode| {
+        let mut backup = OrgBackup {
+            client: &client,
+            tpm: &mut tpm,
+            report: report.clone(),
+        };
+        neutralize_here(ctx, mode, verified, live, &mut backup)
+    });
+    report.actions.push(taken);
+    if let Some(ext) = record.as_ref().and_then(ApplyRecord::extension) {
+        report.extensions.push(ext);
+    }
     nv::store_policy_serial(&mut tpm.tpm, policy.serial)
         .map_err(|e| format!("recording policy serial {} in TPM NV: {e}", policy.serial))?;
     let ack = client
@@ -286,22 +305,75 @@ pub fn org_backup_source(config: &super::config::Config) -> Result<Box<dyn Backu
     ))
 }
 
-/// Applies a verified policy. Only `ignore` exists on the node so far.
-fn apply(action: &PolicyAction) -> ActionTaken {
+/// Applies a verified policy: `ignore` touches nothing; `neutralize` goes
+/// through [`crate::apply`] (platform check, backup at the org, safe write);
+/// `use` is not built on the node yet.
+fn apply(
+    action: &PolicyAction,
+    neutralize: impl FnOnce(NeutralizeMode) -> ApplyRecord,
+) -> (ActionTaken, Option<ApplyRecord>) {
     match action {
-        PolicyAction::Ignore => ActionTaken {
-            action: "ignore".into(),
-            outcome: Outcome::Done,
-            detail: Some("policy ignore: flash and ME left as they are".into()),
-        },
-        other => ActionTaken {
-            action: format!("{other:?}"),
-            outcome: Outcome::Refused {
-                reason: "not applied: not implemented on the node yet".into(),
+        PolicyAction::Ignore => (
+            ActionTaken {
+                action: "ignore".into(),
+                outcome: Outcome::Done,
+                detail: Some("policy ignore: flash and ME left as they are".into()),
             },
-            detail: None,
-        },
+            None,
+        ),
+        PolicyAction::Neutralize { mode } => {
+            let rec = neutralize(*mode);
+            (rec.action_taken(), Some(rec))
+        }
+        other => (
+            ActionTaken {
+                action: format!("{other:?}"),
+                outcome: Outcome::Refused {
+                    reason: "not applied: not implemented on the node yet".into(),
+                },
+                detail: None,
+            },
+            None,
+        ),
     }
+}
+
+/// `neutralize` on this node's flash (see [`crate::apply`]).
+fn neutralize_here(
+    ctx: &mut BootContext,
+    mode: NeutralizeMode,
+    policy: VerifiedPolicy,
+    live: &LiveFacts,
+    backup: &mut dyn BackupStore,
+) -> ApplyRecord {
+    let blocked = ctx.flash_write_blocked.clone();
+    let (Some(flash), Some(image)) = (ctx.flash.as_mut(), ctx.image.as_ref()) else {
+        let why = blocked.unwrap_or_else(|| "no flash".into());
+        return crate::apply::refused_without_flash(mode, &why);
+    };
+    // The journal the boot opened ([flash] journal: TPM NV or a file); a
+    // write without one is refused: a power cut could not be detected.
+    let Some(journal) = ctx.journal.as_mut() else {
+        return crate::apply::refused_without_flash(
+            mode,
+            "no [flash] journal in the config: a power cut mid-write could not be \
+             detected, so the flash is not written",
+        );
+    };
+    let req = Request {
+        mode,
+        policy,
+        image,
+        live,
+        write_blocked: blocked.as_deref(),
+        write: WriteOptions::default(),
+    };
+    let rec = neutralize_on_node(&req, flash.as_mut(), journal.as_mut(), backup);
+    match serde_json::to_string(&rec) {
+        Ok(json) => println!("FORTROS-APPLY={json}"),
+        Err(e) => log::error!("apply record as JSON: {e}"),
+    }
+    rec
 }
 
 #[cfg(test)]
@@ -309,13 +381,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ignore_is_done_others_refused() {
-        assert_eq!(apply(&PolicyAction::Ignore).outcome, Outcome::Done);
-        let n = apply(&PolicyAction::Neutralize {
-            mode: fortros_wire::policy::NeutralizeMode::DisableBit,
-        });
+    fn ignore_is_done_neutralize_goes_to_apply() {
+        let never = |_| -> ApplyRecord { panic!("ignore must not neutralize") };
+        assert_eq!(apply(&PolicyAction::Ignore, never).0.outcome, Outcome::Done);
+        let (taken, rec) = apply(
+            &PolicyAction::Neutralize {
+                mode: NeutralizeMode::DisableBit,
+            },
+            |mode| crate::apply::refused_without_flash(mode, "test"),
+        );
+        assert!(rec.is_some());
+        assert_eq!(taken.action, "neutralize:disable-bit");
         assert!(
-            matches!(n.outcome, Outcome::Refused { ref reason } if reason.contains("not implemented"))
+            matches!(taken.outcome, Outcome::Refused { ref reason } if reason.contains("test"))
         );
     }
 

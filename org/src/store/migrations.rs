@@ -67,6 +67,17 @@ pub const MIGRATIONS: &[&str] = &[
         detail   TEXT NOT NULL
     );
     "#,
+    // 2: backups of node flash images, kept before the node writes its flash.
+    r#"
+    CREATE TABLE backups (
+        node_id     INTEGER NOT NULL REFERENCES nodes (id),
+        sha256      BLOB NOT NULL,
+        size        INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        image       BLOB NOT NULL,
+        PRIMARY KEY (node_id, sha256)
+    );
+    "#,
 ];
 
 /// The schema version this program writes.

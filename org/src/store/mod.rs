@@ -184,6 +184,17 @@ pub struct Event {
     pub detail: String,
 }
 
+/// A flash image a node sent before writing its flash (the image itself is
+/// fetched separately: it may be tens of MiB).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupInfo {
+    pub node_id: u64,
+    #[serde(with = "hex::serde")]
+    pub sha256: Vec<u8>,
+    pub size: u64,
+    pub received_at: i64,
+}
+
 /// The registry. See the module comment.
 pub trait Registry: Send + Sync {
     fn put_nonce(&self, nonce: &[u8], issued_at: i64, expires_at: i64) -> StoreResult<()>;
@@ -234,4 +245,12 @@ pub trait Registry: Send + Sync {
 
     fn add_event(&self, node_id: u64, kind: &str, detail: &str, now: i64) -> StoreResult<()>;
     fn events(&self, node_id: u64) -> StoreResult<Vec<Event>>;
+
+    /// Keeps a node's flash image under its SHA-256 (computed by the
+    /// caller over `image`). Returns false when it was already held.
+    fn put_backup(&self, node_id: u64, sha256: &[u8], image: &[u8], now: i64) -> StoreResult<bool>;
+    /// The image of one backup of a node.
+    fn backup(&self, node_id: u64, sha256: &[u8]) -> StoreResult<Option<Vec<u8>>>;
+    /// A node's backups, oldest first.
+    fn backups(&self, node_id: u64) -> StoreResult<Vec<BackupInfo>>;
 }

@@ -92,6 +92,11 @@ impl EnrollClient {
         }
     }
 
+    /// The org's URL, for messages.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
     fn post(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, EnrollError> {
         self.post_limited(path, body, MAX_ANSWER)
     }

@@ -466,3 +466,131 @@ fn policy_serial_survives_a_restart_and_refuses_replays_until_the_tpm_is_cleared
         "a cleared TPM starts again from 0"
     );
 }
+
+// ---- the CLI killed mid-write with the journal in TPM NV ----
+
+fn agent_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_fortros-agent"))
+        .args(args)
+        .output()
+        .expect("run fortros-agent")
+}
+
+/// `fortros-agent flash write --journal tpm-nv` SIGKILLed at several points
+/// of a 4 MiB write of 128 runs (a power cut as far as the file and the TPM
+/// are concerned); `flash recover --journal tpm-nv` must then end with
+/// exactly the old or the new image, restoring from `--backup` when the
+/// chip was left mixed and refusing (journal kept, nothing written) without.
+#[test]
+fn killed_cli_write_with_the_nv_journal_recovers_from_the_backup() {
+    let Some(sw) = Swtpm::start_or_skip("nv_cli_killed_write", SwtpmOptions::default()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let size = 4 << 20;
+    let old: Vec<u8> = (0..size).map(|i| (i * 13 % 251) as u8).collect();
+    let mut new = old.clone();
+    for (i, block) in new.chunks_mut(4096).enumerate() {
+        if i % 8 != 7 {
+            block[100] ^= 0xFF;
+        }
+    }
+    let new_path = dir.path().join("new.bin");
+    let backup_path = dir.path().join("original.bin");
+    std::fs::write(&new_path, &new).unwrap();
+    std::fs::write(&backup_path, &old).unwrap();
+    let flash_path = dir.path().join("flash.bin");
+    let flash = format!("file:{}", flash_path.display());
+    let tpm = format!("socket:{}", sw.socket_path().display());
+    let recover = |backup: bool| {
+        let mut args = vec![
+            "flash",
+            "recover",
+            "--json",
+            "-d",
+            &flash,
+            "--journal",
+            "tpm-nv",
+            "--tpm",
+            &tpm,
+        ];
+        if backup {
+            args.extend(["--backup", backup_path.to_str().unwrap()]);
+        }
+        agent_cli(&args)
+    };
+    let mut outcomes = Vec::new();
+    for delay_ms in [20u64, 100, 250, 500, 800] {
+        std::fs::write(&flash_path, &old).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fortros-agent"))
+            .args([
+                "flash",
+                "write",
+                "-d",
+                &flash,
+                "--image",
+                new_path.to_str().unwrap(),
+                "--verified-policy-sha256",
+                &"ab".repeat(32),
+                "--backup-sha256",
+                &hex::encode(sha256(&old)),
+                "--platform-ok",
+                "test",
+                "--flmstr1",
+                "0xffffffff",
+                "--region",
+                &format!("1:0:{:#x}", size - 1),
+                "--journal",
+                "tpm-nv",
+                "--tpm",
+                &tpm,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let before = std::fs::read(&flash_path).unwrap();
+        let first = recover(false);
+        let decision = if first.status.code() == Some(0) {
+            let v: serde_json::Value =
+                serde_json::from_slice(&first.stdout).unwrap_or(serde_json::Value::Null);
+            v["decision"].as_str().unwrap_or("no journal").to_string()
+        } else {
+            // Mixed chip, digests only: refused without the original.
+            let err = String::from_utf8_lossy(&first.stderr);
+            assert_eq!(first.status.code(), Some(1), "{err}");
+            assert!(err.contains("must come from the org"), "{err}");
+            assert_eq!(
+                std::fs::read(&flash_path).unwrap(),
+                before,
+                "nothing written"
+            );
+            let o = recover(true);
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert_eq!(v["decision"], "restored_from_backup", "{v}");
+            "restored_from_backup".to_string()
+        };
+        let after = std::fs::read(&flash_path).unwrap();
+        assert!(
+            after == old || after == new,
+            "kill after {delay_ms} ms left a mixed image ({decision})"
+        );
+        let again = recover(false);
+        assert_eq!(
+            String::from_utf8_lossy(&again.stdout).trim(),
+            r#"{"journal":null}"#,
+            "the NV journal is cleared"
+        );
+        outcomes.push((delay_ms, decision));
+    }
+    println!("kill points and recoveries (TPM NV journal): {outcomes:?}");
+}

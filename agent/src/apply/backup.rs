@@ -40,6 +40,20 @@ impl BackupStore for OrgBackup<'_> {
     }
 }
 
+/// The same org client is where boot recovery fetches the original back
+/// (`POST /v1/backup/fetch`) after a write cut short with a digest-only
+/// journal. The client checks the digest; recovery checks it again.
+impl crate::hw::flash::recovery::BackupSource for OrgBackup<'_> {
+    fn name(&self) -> String {
+        format!("the org at {}", self.client.base_url())
+    }
+    fn fetch(&mut self, sha256: &[u8; 32], _size: u64) -> Result<Vec<u8>, String> {
+        self.client
+            .fetch_backup(self.tpm, self.report.clone(), *sha256)
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// A backup store in memory (tests).
 #[derive(Debug, Default)]
 pub struct MemoryBackup {

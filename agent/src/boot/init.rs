@@ -195,15 +195,15 @@ fn backup_recovery_step(ctx: &mut BootContext) {
     if !ctx.recovery_needs_backup {
         return;
     }
-    match super::work::org_backup_source(&ctx.config) {
-        Ok(mut source) => recovery_step(ctx, Some(source.as_mut())),
-        Err(e) => {
-            let line = format!(
-                "flash recovery: the original image is needed from the org but {e}; \
-                 journal kept, no flash write this boot"
-            );
-            ctx.failures.push(line);
-        }
+    let config = ctx.config.clone();
+    let image = ctx.image.as_ref().map(|i| (i.bytes.len() as u64, i.sha256));
+    if let Err(e) =
+        super::work::with_org_backup(&config, image, |source| recovery_step(ctx, Some(source)))
+    {
+        ctx.failures.push(format!(
+            "flash recovery: the original image is needed from the org but {e}; \
+             journal kept, no flash write this boot"
+        ));
     }
 }
 

@@ -311,16 +311,50 @@ fn enroll(
     ))
 }
 
-/// Where boot recovery fetches the original image of an interrupted write
-/// (a digest-only journal): the org's backup of it.
-pub fn org_backup_source(config: &super::config::Config) -> Result<Box<dyn BackupSource>, String> {
+/// Runs `f` with the org as the source of the original image of an
+/// interrupted write (a digest-only journal): `POST /v1/backup/fetch` with a
+/// quote over a fresh-nonce report, as the node's own AK. `image` is the
+/// flash as read at this boot (size and digest go in that report).
+pub fn with_org_backup<R>(
+    config: &super::config::Config,
+    image: Option<(u64, [u8; 32])>,
+    f: impl FnOnce(&mut dyn BackupSource) -> R,
+) -> Result<R, String> {
     if config.network.is_none() {
         return Err("no [network] in the config: the org is unreachable".into());
     }
-    Err(format!(
-        "this agent cannot fetch backups from the org ({}) yet",
-        config.org.url
-    ))
+    let key = VerifyingKey::from_bytes(&config.org.public_key_bytes())
+        .map_err(|e| format!("org public key: {e}"))?;
+    let transport =
+        DeviceTransport::open(TPM_DEVICE).map_err(|e| format!("TPM {TPM_DEVICE}: {e}"))?;
+    let mut tpm = TpmAttester::new(Tpm::new(transport))?;
+    let client = EnrollClient::new(&config.org.url, key);
+    let report = Report {
+        format: REPORT_FORMAT,
+        node: NodeIdentity {
+            ak_public: Bytes(Vec::new()),
+            ek_public: None,
+            ek_certificate: None,
+        },
+        nonce: Bytes(Vec::new()),
+        boot_counter: 0,
+        flash: image.map(|(size, sha)| report_facts::flash_facts(size, sha, None)),
+        live_me: None,
+        network: None,
+        pcrs: PcrValues {
+            bank: fortros_wire::tpm::ALG_SHA256,
+            values: Vec::new(),
+        },
+        policy: None,
+        actions: Vec::new(),
+        extensions: Vec::new(),
+    };
+    let mut source = OrgBackup {
+        client: &client,
+        tpm: &mut tpm,
+        report,
+    };
+    Ok(f(&mut source))
 }
 
 /// Applies a verified policy: `ignore` touches nothing; `neutralize` goes

@@ -13,7 +13,7 @@
 use super::{EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK};
 use crate::hw::flash::access::{DescriptorAccess, IfdVersion, RegionSpan};
 use crate::hw::flash::journal::{FileJournal, Journal, MemoryJournal};
-use crate::hw::flash::recovery::recover;
+use crate::hw::flash::recovery::{recover_with, FileBackup};
 use crate::hw::flash::write::{
     write_image, PlatformCheck, VerifiedPolicy, WriteAuthorization, WriteError, WriteOptions,
 };
@@ -60,8 +60,17 @@ pub enum FlashCommand {
     Recover {
         #[command(flatten)]
         dev: DeviceArgs,
+        /// A journal file, or `tpm-nv` (the TPM NV index, see --tpm).
         #[arg(long)]
-        journal: PathBuf,
+        journal: String,
+        /// The TPM for `--journal tpm-nv`: a device, or socket:PATH (swtpm).
+        #[arg(long, default_value = "/dev/tpmrm0")]
+        tpm: String,
+        /// The original image (e.g. fetched from the org) for a digest-only
+        /// journal over a mixed chip; used only if its SHA-256 is the
+        /// journal's old image digest.
+        #[arg(long)]
+        backup: Option<PathBuf>,
     },
 }
 
@@ -94,9 +103,33 @@ pub struct WriteArgs {
     /// A descriptor region as INDEX:BASE:LIMIT (hex or decimal), repeatable.
     #[arg(long = "region", value_parser = parse_region)]
     pub regions: Vec<RegionSpan>,
-    /// Journal file on persistent storage (default: in memory only).
+    /// Journal file on persistent storage, or `tpm-nv` (the TPM NV index,
+    /// see --tpm) (default: in memory only).
     #[arg(long)]
-    pub journal: Option<PathBuf>,
+    pub journal: Option<String>,
+    /// The TPM for `--journal tpm-nv`: a device, or socket:PATH (swtpm).
+    #[arg(long, default_value = "/dev/tpmrm0")]
+    pub tpm: String,
+}
+
+/// A journal named on the command line: `tpm-nv` or a file path.
+fn open_journal(spec: &str, tpm: &str) -> Result<Box<dyn Journal>, String> {
+    use crate::hw::flash::nv_journal::NvJournal;
+    use crate::hw::tpm::{DeviceTransport, SocketTransport, Tpm};
+    if spec != "tpm-nv" {
+        return Ok(Box::new(FileJournal::new(spec)));
+    }
+    let opened = match tpm.strip_prefix("socket:") {
+        Some(path) => SocketTransport::connect(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| NvJournal::open(Tpm::new(t)).map_err(|e| e.to_string()))
+            .map(|j| Box::new(j) as Box<dyn Journal>),
+        None => DeviceTransport::open(tpm)
+            .map_err(|e| e.to_string())
+            .and_then(|t| NvJournal::open(Tpm::new(t)).map_err(|e| e.to_string()))
+            .map(|j| Box::new(j) as Box<dyn Journal>),
+    };
+    opened.map_err(|e| format!("journal tpm-nv ({tpm}): {e}"))
 }
 
 fn parse_u64(s: &str) -> Result<u64, String> {
@@ -190,13 +223,25 @@ pub fn run(args: FlashArgs) -> i32 {
             EXIT_OK
         }
         FlashCommand::Write(w) => write(w),
-        FlashCommand::Recover { dev, journal } => {
+        FlashCommand::Recover {
+            dev,
+            journal,
+            tpm,
+            backup,
+        } => {
             let mut f = match open(&dev) {
                 Ok(f) => f,
                 Err(e) => return fail(EXIT_FAILURE, e),
             };
-            let mut j = FileJournal::new(&journal);
-            match recover(f.as_mut(), &mut j, 3) {
+            let mut j = match open_journal(&journal, &tpm) {
+                Ok(j) => j,
+                Err(e) => return fail(EXIT_FAILURE, e),
+            };
+            let mut file_backup = backup.map(FileBackup::new);
+            let source = file_backup
+                .as_mut()
+                .map(|b| b as &mut dyn crate::hw::flash::recovery::BackupSource);
+            match recover_with(f.as_mut(), j.as_mut(), source, 3) {
                 Ok(None) => {
                     print(
                         dev.json,
@@ -290,18 +335,16 @@ fn write(w: WriteArgs) -> i32 {
         Ok(a) => a,
         Err(e) => return fail(EXIT_BAD_INPUT, e),
     };
-    let mut mem = MemoryJournal::default();
-    let mut file;
-    let journal: &mut dyn Journal = match &w.journal {
-        Some(p) => {
-            file = FileJournal::new(p);
-            &mut file
-        }
-        None => &mut mem,
+    let mut journal: Box<dyn Journal> = match &w.journal {
+        Some(spec) => match open_journal(spec, &w.tpm) {
+            Ok(j) => j,
+            Err(e) => return fail(EXIT_FAILURE, e),
+        },
+        None => Box::new(MemoryJournal::default()),
     };
     match write_image(
         f.as_mut(),
-        journal,
+        journal.as_mut(),
         &old.bytes,
         &new,
         &auth,

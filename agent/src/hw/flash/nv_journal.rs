@@ -18,7 +18,7 @@
 //! ([`JournalError::Torn`]).
 
 use super::journal::{Journal, JournalError, JournalRecord, ENTRY_BYTES, RECORD_FIXED_BYTES};
-use crate::hw::tpm::nv::{NvError, NvSlot, Provisioned};
+use crate::hw::tpm::nv::{NvError, NvSlot};
 use crate::hw::tpm::{Tpm, Transport};
 
 /// The journal in the TPM's NV index.
@@ -31,9 +31,8 @@ impl<T: Transport> NvJournal<T> {
     /// Opens the journal index, defining it on first use.
     pub fn open(mut tpm: Tpm<T>) -> Result<Self, NvError> {
         let mut slot = NvSlot::journal(&mut tpm)?;
-        if slot.ensure(&mut tpm)? == Provisioned::Created {
-            log::info!("flash journal: TPM NV index 0x{:08x} created", slot.index);
-        }
+        // Defines the index on first use (NvSlot::ensure logs that).
+        slot.ensure(&mut tpm)?;
         Ok(NvJournal { tpm, slot })
     }
 

@@ -420,13 +420,50 @@ pub fn recover(
     journal: &mut dyn Journal,
     attempts: u32,
 ) -> Result<Option<RecoveryReport>, RecoveryError> {
+    recover_with(flash, journal, None, attempts)
+}
+
+/// [`recover`] with a backup source for digest-only journals.
+pub fn recover_with(
+    flash: &mut dyn Flash,
+    journal: &mut dyn Journal,
+    backup: Option<&mut dyn BackupSource>,
+    attempts: u32,
+) -> Result<Option<RecoveryReport>, RecoveryError> {
     match journal.load() {
         Ok(None) => return Ok(None),
         Ok(Some(_)) | Err(JournalError::Torn { .. }) => {}
         Err(e) => return Err(e.into()),
     }
     let mut image = read_image(flash)?;
-    recover_image(flash, journal, &mut image, None, attempts)
+    recover_image(flash, journal, &mut image, backup, attempts)
+}
+
+/// A copy of the original image in a file (an operator fetched it from
+/// the org). Like any source, used only if its digest matches the journal.
+pub struct FileBackup {
+    path: std::path::PathBuf,
+}
+
+impl FileBackup {
+    pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
+        FileBackup { path: path.into() }
+    }
+}
+
+impl BackupSource for FileBackup {
+    fn name(&self) -> String {
+        self.path.display().to_string()
+    }
+    fn fetch(&mut self, _sha256: &[u8; 32], size: u64) -> Result<Vec<u8>, String> {
+        let len = std::fs::metadata(&self.path)
+            .map_err(|e| e.to_string())?
+            .len();
+        if len != size {
+            return Err(format!("{len:#x} bytes, not {size:#x}"));
+        }
+        std::fs::read(&self.path).map_err(|e| e.to_string())
+    }
 }
 
 #[cfg(test)]

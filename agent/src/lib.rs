@@ -10,5 +10,6 @@
 pub mod boot;
 pub mod cli;
 pub mod enroll;
+pub mod enroll_tls;
 pub mod hw;
 pub mod image;

@@ -9,6 +9,7 @@
 //! - [`diff`]: what changed between two reports of a node.
 //! - [`keys`], [`config`]: the org folder.
 //! - [`export`]: network-block rules for ME MACs and AMT ports.
+//! - [`tls`]: the service's TLS certificate (rustls, ring).
 //! - [`cli`]: the `fortros-org` subcommands.
 //!
 //! The operator's view is in docs/operator-guide.md.
@@ -22,3 +23,4 @@ pub mod keys;
 pub mod policy;
 pub mod server;
 pub mod store;
+pub mod tls;

@@ -13,7 +13,7 @@
 //! `https://` org URLs need the org's certificate pinned
 //! ([`crate::enroll_tls::OrgTrust`]); no system CA store is ever used.
 
-use crate::enroll_tls::{OrgTrust, PinnedOrg, TrustError};
+use crate::enroll_tls::{OrgTrust, PinnedConnector, PinnedOrg, TrustError};
 use ed25519_dalek::VerifyingKey;
 use fortros_wire::envelope::{PolicyExpectation, ReportEvidence, SignedPolicy};
 use fortros_wire::exchange::*;
@@ -109,7 +109,10 @@ impl EnrollClient {
             .timeout_connect(Duration::from_secs(10))
             .timeout(Duration::from_secs(60));
         let (builder, verifier) = match tls {
-            Some((config, verifier)) => (builder.tls_config(Arc::new(config)), Some(verifier)),
+            Some((config, verifier)) => (
+                builder.tls_connector(Arc::new(PinnedConnector(Arc::new(config)))),
+                Some(verifier),
+            ),
             None => (builder, None),
         };
         EnrollClient {
@@ -122,7 +125,7 @@ impl EnrollClient {
 
     fn post(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, EnrollError> {
         let url = format!("{}{}", self.base, path);
-        // Without pins ureq would fall back to its built-in CA list.
+        // ureq has no TLS of its own: https goes through the pinned connector.
         if self.tls.is_none() && !url.starts_with("http://") {
             return Err(EnrollError::Certificate {
                 url,

@@ -107,6 +107,21 @@ check_net() {
   result net.route "$(ip route | awk '/^default/{print $3}')"
 }
 
+# A node that an outside reset (AMT power control) reboots: the first boot marks
+# the scratch disk (fortros.scratch, default /dev/vda) and waits to be reset; the
+# boot after the reset finds the mark and goes on to power off.
+check_reset() {
+  dev=$(arg fortros.scratch); dev=${dev:-/dev/vda}
+  if [ "$(dd if="$dev" bs=1 count=1 2>/dev/null | od -An -tx1 | xargs)" = 42 ]; then
+    result boot second
+    return
+  fi
+  printf 'B' | dd of="$dev" bs=1 count=1 conv=notrunc 2>/dev/null
+  sync
+  result boot first
+  sleep 600
+}
+
 for t in $(arg fortros.test | tr , ' '); do
   case $t in
     mei) check_mei ;;
@@ -118,6 +133,7 @@ for t in $(arg fortros.test | tr , ' '); do
     mtd) check_mtd ;;
     tpm) check_tpm ;;
     net) check_net ;;
+    reset) check_reset ;;
     shell) setsid cttyhack sh ;;
     *) result unknown-check "$t" ;;
   esac

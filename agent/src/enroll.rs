@@ -7,6 +7,10 @@
 //!    the org's policy (signature, this AK, this nonce, serial above the
 //!    last applied) before returning it; 5. post the outcome, quoted too.
 //!
+//! Before a flash write the agent uploads the original image
+//! ([`EnrollClient::upload_backup`]), and can fetch it back
+//! ([`EnrollClient::fetch_backup`]) to restore after an interrupted write.
+//!
 //! The TPM is reached through [`Attester`], so the same code runs with the
 //! real TPM client, swtpm, or a software stand-in in unit tests.
 //!
@@ -18,12 +22,15 @@ use ed25519_dalek::VerifyingKey;
 use fortros_wire::envelope::{PolicyExpectation, ReportEvidence, SignedPolicy};
 use fortros_wire::exchange::*;
 use fortros_wire::{Bytes, Policy, Report};
+use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest answer read from the org.
 const MAX_ANSWER: u64 = 1 << 20;
+/// Largest backup image answer (a 64 MiB flash and its envelope).
+const MAX_BACKUP_ANSWER: u64 = (64 << 20) + (64 << 10);
 
 /// What the exchange needs from the node's TPM.
 pub trait Attester {
@@ -124,6 +131,10 @@ impl EnrollClient {
     }
 
     fn post(&self, path: &str, body: &[u8]) -> Result<Vec<u8>, EnrollError> {
+        self.post_limited(path, body, MAX_ANSWER)
+    }
+
+    fn post_limited(&self, path: &str, body: &[u8], limit: u64) -> Result<Vec<u8>, EnrollError> {
         let url = format!("{}{}", self.base, path);
         // ureq has no TLS of its own: https goes through the pinned connector.
         if self.tls.is_none() && !url.starts_with("http://") {
@@ -159,7 +170,7 @@ impl EnrollClient {
         };
         let mut out = Vec::new();
         resp.into_reader()
-            .take(MAX_ANSWER)
+            .take(limit)
             .read_to_end(&mut out)
             .map_err(|e| EnrollError::Transport {
                 url: url.clone(),
@@ -275,5 +286,88 @@ impl EnrollClient {
                 .map_err(|e| EnrollError::Tpm(e.to_string()))?,
         )?;
         self.answer("/v1/outcome", OutcomeAck::from_bytes(&body))
+    }
+
+    /// Sends the original flash `image` to the org before any write
+    /// (`POST /v1/backup`), with a quote over `report` carrying a fresh
+    /// nonce and the image's SHA-256. Returns the org's acknowledgement,
+    /// checked: the digest it computed must be the image's.
+    pub fn upload_backup(
+        &self,
+        tpm: &mut dyn Attester,
+        mut report: Report,
+        image: &[u8],
+    ) -> Result<BackupAck, EnrollError> {
+        let sha: [u8; 32] = Sha256::digest(image).into();
+        match report.flash.as_mut() {
+            Some(f) => f.image_sha256 = fortros_wire::Digest32(sha),
+            None => {
+                return Err(EnrollError::Tpm(
+                    "the report has no flash facts to name the backup".into(),
+                ))
+            }
+        }
+        report.nonce = Bytes(self.nonce()?);
+        let evidence = tpm.attest(report).map_err(EnrollError::Tpm)?;
+        let up = BackupUpload {
+            format: EXCHANGE_FORMAT,
+            evidence,
+            image: Bytes(image.to_vec()),
+        };
+        let body = self.post(
+            "/v1/backup",
+            &up.to_bytes().map_err(|e| EnrollError::Tpm(e.to_string()))?,
+        )?;
+        let ack = self.answer("/v1/backup", BackupAck::from_bytes(&body))?;
+        if ack.sha256.0 != sha || ack.size != image.len() as u64 {
+            return Err(EnrollError::Answer {
+                url: format!("{}/v1/backup", self.base),
+                reason: format!(
+                    "the org acknowledged {} ({} bytes), not the image sent ({}, {} bytes)",
+                    hex::encode(ack.sha256.0),
+                    ack.size,
+                    hex::encode(sha),
+                    image.len()
+                ),
+            });
+        }
+        Ok(ack)
+    }
+
+    /// Fetches one of this node's backups (`POST /v1/backup/fetch`) and
+    /// checks its bytes hash to `sha256`.
+    pub fn fetch_backup(
+        &self,
+        tpm: &mut dyn Attester,
+        mut report: Report,
+        sha256: [u8; 32],
+    ) -> Result<Vec<u8>, EnrollError> {
+        report.nonce = Bytes(self.nonce()?);
+        let evidence = tpm.attest(report).map_err(EnrollError::Tpm)?;
+        let req = BackupFetch {
+            format: EXCHANGE_FORMAT,
+            evidence,
+            sha256: fortros_wire::Digest32(sha256),
+        };
+        let path = "/v1/backup/fetch";
+        let body = self.post_limited(
+            path,
+            &req.to_bytes()
+                .map_err(|e| EnrollError::Tpm(e.to_string()))?,
+            MAX_BACKUP_ANSWER,
+        )?;
+        let img = self.answer(path, BackupImage::from_bytes(&body))?;
+        let got: [u8; 32] = Sha256::digest(img.image.as_slice()).into();
+        if got != sha256 {
+            return Err(EnrollError::Answer {
+                url: format!("{}{path}", self.base),
+                reason: format!(
+                    "the backup hashes to {}, not the {} asked for",
+                    hex::encode(got),
+                    hex::encode(sha256)
+                ),
+            });
+        }
+        Ok(img.image.0)
     }
 }

@@ -4,7 +4,10 @@
 #![no_main]
 
 use fortros_wire::envelope::{ReportEvidence, SignedPolicy};
-use fortros_wire::exchange::{ActivationRequest, EnrollResponse, NonceGrant, OutcomeAck};
+use fortros_wire::exchange::{
+    ActivationRequest, BackupAck, BackupFetch, BackupImage, BackupUpload, EnrollResponse,
+    NonceGrant, OutcomeAck,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,6 +15,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = ActivationRequest::from_bytes(data);
     let _ = EnrollResponse::from_bytes(data);
     let _ = OutcomeAck::from_bytes(data);
+    let _ = BackupUpload::from_bytes(data);
+    let _ = BackupAck::from_bytes(data);
+    let _ = BackupFetch::from_bytes(data);
+    let _ = BackupImage::from_bytes(data);
     let _ = SignedPolicy::from_bytes(data);
     if let Ok(ev) = ReportEvidence::from_bytes(data) {
         let _ = fortros_wire::Report::from_bytes(ev.report.as_slice());

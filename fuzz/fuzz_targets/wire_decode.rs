@@ -1,16 +1,21 @@
 //! Hostile bytes into every wire decoder and TPM structure parser the org
 //! runs on node input: postcard report/policy/envelopes, TPMS_ATTEST,
-//! TPMT_SIGNATURE, TPMT_PUBLIC, and the whole verifier.
+//! TPMT_SIGNATURE, TPMT_PUBLIC, the whole verifier, and report extension 1
+//! (ME evidence).
 #![no_main]
 
 use fortros_wire::envelope::{ReportEvidence, SignedPolicy};
+use fortros_wire::me_evidence::MeEvidence;
 use fortros_wire::tpm::{EcdsaSignature, Public, QuoteAttest};
 use fortros_wire::verify::{verify_report, Expectation};
 use fortros_wire::{Policy, Report};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = Report::from_bytes(data);
+    if let Ok(r) = Report::from_bytes(data) {
+        let _ = MeEvidence::from_report(&r);
+    }
+    let _ = MeEvidence::from_bytes(data);
     let _ = Policy::from_bytes(data);
     let _ = SignedPolicy::from_bytes(data);
     let _ = QuoteAttest::parse(data);

@@ -11,6 +11,7 @@ use crate::store::*;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use fortros_wire::ekcert::TrustAnchors;
 use fortros_wire::envelope::ReportEvidence;
+use fortros_wire::me_evidence::MeEvidence;
 use fortros_wire::policy::{AmtControlMode, NeutralizeMode};
 use fortros_wire::verify::{verify_report, Expectation};
 use fortros_wire::Report;
@@ -112,9 +113,14 @@ pub enum PolicyCmd {
         #[arg(long, value_enum, default_value = "disable-bit")]
         mode: ModeArg,
         /// use: file holding the AMT admin password (8-32 bytes, one line).
-        /// Or set FORTROS_AMT_PASSWORD. Never on the command line.
+        /// Or set FORTROS_AMT_PASSWORD. Never on the command line. Neither:
+        /// each node generates its own from its TPM and seals it to the org.
         #[arg(long)]
         amt_password_file: Option<PathBuf>,
+        /// use: unprovision an AMT provisioned by someone else (CCM only)
+        /// instead of leaving it alone.
+        #[arg(long)]
+        unprovision_foreign: bool,
         #[arg(long, value_enum, default_value = "admin")]
         control_mode: ControlArg,
         #[arg(long)]
@@ -150,6 +156,29 @@ pub enum NodesCmd {
     Approve { id: u64 },
     /// Put a node in a group (empty name: none).
     Group { id: u64, group: String },
+    /// A flash image the node sent before writing its flash: write it to
+    /// FILE (the latest, or the one with --sha256), or list them.
+    Backup {
+        id: u64,
+        #[arg(short = 'o', long = "output", required_unless_present = "list")]
+        output: Option<PathBuf>,
+        /// Which backup (hex SHA-256); default: the latest.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// List the node's backups instead.
+        #[arg(long)]
+        list: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reset a node out of band through its AMT (WS-MAN
+    /// RequestPowerStateChange as admin, with the credential the org holds).
+    Reboot {
+        id: u64,
+        /// The node's AMT WS-MAN endpoint, host:port (AMT listens on 16992).
+        #[arg(long)]
+        amt: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -185,23 +214,23 @@ pub struct Failure {
     pub message: String,
 }
 
-fn op<E: std::fmt::Display>(e: E) -> Failure {
+pub(crate) fn op<E: std::fmt::Display>(e: E) -> Failure {
     Failure {
         code: 1,
         message: e.to_string(),
     }
 }
 
-fn input<E: std::fmt::Display>(e: E) -> Failure {
+pub(crate) fn input<E: std::fmt::Display>(e: E) -> Failure {
     Failure {
         code: 2,
         message: e.to_string(),
     }
 }
 
-type CliResult = Result<(), Failure>;
+pub(crate) type CliResult = Result<(), Failure>;
 
-fn open_registry(dir: &Path) -> Result<SqliteRegistry, Failure> {
+pub(crate) fn open_registry(dir: &Path) -> Result<SqliteRegistry, Failure> {
     SqliteRegistry::open(&dir.join(DATABASE_FILE)).map_err(op)
 }
 
@@ -215,6 +244,7 @@ pub fn run(cli: Cli) -> CliResult {
             action,
             mode,
             amt_password_file,
+            unprovision_foreign,
             control_mode,
             interface,
             kvm,
@@ -230,16 +260,19 @@ pub fn run(cli: Cli) -> CliResult {
                     },
                 },
                 ActionArg::Use => {
-                    let password = read_password(amt_password_file.as_deref())?;
                     let keys = OrgKeys::load(dir).map_err(op)?;
+                    let encrypted = match read_password(amt_password_file.as_deref())? {
+                        Some(password) => {
+                            fortros_amt::password::check(&password).map_err(input)?;
+                            policy::encrypt_password(&keys.secrets, &scope, &password)
+                                .map_err(input)?
+                        }
+                        None => Vec::new(),
+                    };
                     PolicySpec::Use {
                         amt: AmtSpec {
-                            admin_password_encrypted: policy::encrypt_password(
-                                &keys.secrets,
-                                &scope,
-                                &password,
-                            )
-                            .map_err(input)?,
+                            admin_password_encrypted: encrypted,
+                            unprovision_foreign,
                             control_mode: match control_mode {
                                 ControlArg::Client => AmtControlMode::Client,
                                 ControlArg::Admin => AmtControlMode::Admin,
@@ -304,20 +337,31 @@ pub fn run(cli: Cli) -> CliResult {
             println!("node {id} group: {}", g.unwrap_or("-"));
             Ok(())
         }
+        Cmd::Nodes(NodesCmd::Backup {
+            id,
+            output,
+            sha256,
+            list,
+            json,
+        }) => crate::backup::cli_backup(dir, id, output.as_deref(), sha256.as_deref(), list, json),
+        Cmd::Nodes(NodesCmd::Reboot { id, amt }) => nodes_reboot(dir, id, &amt),
         Cmd::Report(ReportCmd::Verify { file, json }) => report_verify(dir, &file, json),
         Cmd::Export(ExportCmd::NetworkBlock { format, json }) => export_block(dir, format, json),
     }
 }
 
-fn read_password(file: Option<&Path>) -> Result<String, Failure> {
+/// The org's AMT password, if given (file or FORTROS_AMT_PASSWORD).
+fn read_password(file: Option<&Path>) -> Result<Option<String>, Failure> {
     let raw = match file {
         Some(f) => {
             std::fs::read_to_string(f).map_err(|e| input(format!("{}: {e}", f.display())))?
         }
-        None => std::env::var("FORTROS_AMT_PASSWORD")
-            .map_err(|_| input("policy use needs --amt-password-file or FORTROS_AMT_PASSWORD"))?,
+        None => match std::env::var("FORTROS_AMT_PASSWORD") {
+            Ok(v) => v,
+            Err(_) => return Ok(None),
+        },
     };
-    Ok(raw.trim_end_matches(['\r', '\n']).to_string())
+    Ok(Some(raw.trim_end_matches(['\r', '\n']).to_string()))
 }
 
 fn describe(spec: &PolicySpec) -> String {
@@ -325,11 +369,21 @@ fn describe(spec: &PolicySpec) -> String {
         PolicySpec::Ignore => "ignore".into(),
         PolicySpec::Neutralize { mode } => format!("neutralize ({mode:?})"),
         PolicySpec::Use { amt } => format!(
-            "use AMT ({:?} control, interface {}, kvm {}, sol {}, admin password encrypted)",
+            "use AMT ({:?} control, interface {}, kvm {}, sol {}, {}{})",
             amt.control_mode,
             amt.interface.as_deref().unwrap_or("-"),
             amt.enable_kvm,
-            amt.enable_sol
+            amt.enable_sol,
+            if amt.admin_password_encrypted.is_empty() {
+                "admin password generated by each node"
+            } else {
+                "admin password encrypted"
+            },
+            if amt.unprovision_foreign {
+                ", unprovision foreign AMT"
+            } else {
+                ""
+            }
         ),
     }
 }
@@ -338,7 +392,14 @@ fn describe(spec: &PolicySpec) -> String {
 fn redact(spec: &PolicySpec) -> serde_json::Value {
     let mut v = serde_json::to_value(spec).unwrap_or_default();
     if let Some(amt) = v.get_mut("amt").and_then(|a| a.as_object_mut()) {
-        amt.insert("admin_password_encrypted".into(), json!("(set)"));
+        let set = amt
+            .get("admin_password_encrypted")
+            .and_then(|v| v.as_str())
+            .is_some_and(|v| !v.is_empty());
+        amt.insert(
+            "admin_password_encrypted".into(),
+            json!(if set { "(set)" } else { "(node-generated)" }),
+        );
     }
     v
 }
@@ -356,6 +417,14 @@ fn init(dir: &Path, tls_host: Option<&str>) -> CliResult {
     if let Some(host) = tls_host {
         init_tls(dir, host)?;
     }
+    let amt_pub = hex::encode(crate::amt::seal_public(&keys.secrets));
+    let amt_path = dir.join(crate::amt::AMT_PUBLIC_KEY_FILE);
+    std::fs::write(&amt_path, format!("{amt_pub}\n"))
+        .map_err(|e| op(format!("{}: {e}", amt_path.display())))?;
+    println!(
+        "org AMT seal key ({}, agent config [org] amt_key): {amt_pub}",
+        amt_path.display()
+    );
     Ok(())
 }
 
@@ -528,7 +597,12 @@ struct FleetRow {
     group: Option<String>,
     me_image: String,
     me_live: String,
+    /// The live firmware's version, else the image's (the table's column).
     me_version: String,
+    me_live_version: String,
+    me_image_version: String,
+    /// The image's disable strap: "set", "clear" or "-".
+    disable_bit: String,
     amt: String,
     changes_last_boot: usize,
     last_seen: i64,
@@ -539,12 +613,9 @@ fn fleet(reg: &dyn Registry) -> Result<Vec<FleetRow>, Failure> {
     let mut rows = Vec::new();
     for n in reg.nodes().map_err(op)? {
         let last = last_report(reg, n.id)?;
-        let (img, live, ver, amt, changes) = match &last {
+        let (me, changes) = match &last {
             Some((stored, r)) => (
-                diff::image_state(r),
-                diff::live_state(r),
-                diff::me_version(r),
-                diff::amt_state(r),
+                Some(r),
                 stored
                     .diff_json
                     .as_deref()
@@ -552,17 +623,21 @@ fn fleet(reg: &dyn Registry) -> Result<Vec<FleetRow>, Failure> {
                     .map(|c| c.len())
                     .unwrap_or(0),
             ),
-            None => ("-".into(), "-".into(), "-".into(), "-".into(), 0),
+            None => (None, 0),
         };
+        let word = |f: fn(&Report) -> String| me.map(f).unwrap_or_else(|| "-".into());
         rows.push(FleetRow {
             id: n.id,
             status: n.status,
             tpm_cleared: n.tpm_cleared,
             group: n.group.clone(),
-            me_image: img,
-            me_live: live,
-            me_version: ver,
-            amt,
+            me_image: word(diff::image_state),
+            me_live: word(diff::live_state),
+            me_version: word(diff::me_version),
+            me_live_version: word(diff::live_version),
+            me_image_version: word(diff::image_version),
+            disable_bit: word(diff::disable_bit),
+            amt: word(diff::amt_state),
             changes_last_boot: changes,
             last_seen: n.last_seen,
             ak_name: hex::encode(&n.ak_name),
@@ -579,12 +654,21 @@ fn nodes_list(dir: &Path, json: bool) -> CliResult {
         return Ok(());
     }
     println!(
-        "{:>4}  {:<8}  {:<11}  {:<8}  {:<12}  {:<9}  {:<14}  {:<20}  {:>7}  AK",
-        "ID", "STATUS", "FLAGS", "GROUP", "ME IMAGE", "ME LIVE", "ME VERSION", "AMT", "CHANGES"
+        "{:>4}  {:<8}  {:<11}  {:<8}  {:<19}  {:<16}  {:<14}  {:<7}  {:<20}  {:>7}  AK",
+        "ID",
+        "STATUS",
+        "FLAGS",
+        "GROUP",
+        "ME IMAGE",
+        "ME LIVE",
+        "ME VERSION",
+        "DISABLE",
+        "AMT",
+        "CHANGES"
     );
     for r in &rows {
         println!(
-            "{:>4}  {:<8}  {:<11}  {:<8}  {:<12}  {:<9}  {:<14}  {:<20}  {:>7}  {}",
+            "{:>4}  {:<8}  {:<11}  {:<8}  {:<19}  {:<16}  {:<14}  {:<7}  {:<20}  {:>7}  {}",
             r.id,
             r.status.as_str(),
             if r.tpm_cleared { "TPM-CLEARED" } else { "-" },
@@ -592,6 +676,7 @@ fn nodes_list(dir: &Path, json: bool) -> CliResult {
             r.me_image,
             r.me_live,
             r.me_version,
+            r.disable_bit,
             r.amt,
             r.changes_last_boot,
             r.ak_name.get(..16).unwrap_or(&r.ak_name)
@@ -632,11 +717,19 @@ fn nodes_show(dir: &Path, id: u64, json: bool) -> CliResult {
             .as_ref()
             .and_then(|(_, r)| serde_json::to_value(r).ok())
             .unwrap_or(serde_json::Value::Null);
+        let evidence: serde_json::Value = last
+            .as_ref()
+            .and_then(|(_, r)| MeEvidence::from_report(r))
+            .map(|e| match e {
+                Ok(e) => serde_json::to_value(e).unwrap_or_default(),
+                Err(e) => json!({ "error": e.to_string() }),
+            })
+            .unwrap_or(serde_json::Value::Null);
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
                 "node": node, "events": events, "history": hist,
-                "last_diff": last_diff, "last_report": report,
+                "last_diff": last_diff, "last_report": report, "me_evidence": evidence,
             }))
             .map_err(op)?
         );
@@ -679,9 +772,55 @@ fn nodes_show(dir: &Path, id: u64, json: bool) -> CliResult {
         println!("  {c}");
     }
     if let Some((_, r)) = &last {
+        for line in me_lines(r) {
+            println!("{line}");
+        }
         println!("last report:\n{}", r.to_json());
     }
     Ok(())
+}
+
+/// The ME as the last report shows it, for people: states, versions, the
+/// disable bit, and the agent's evidence (extension 1).
+fn me_lines(r: &Report) -> Vec<String> {
+    let family = r
+        .flash
+        .as_ref()
+        .and_then(|f| f.me_image.as_ref())
+        .map(|m| m.family.clone())
+        .unwrap_or_else(|| "-".into());
+    let mut out = vec![
+        "ME:".to_string(),
+        format!(
+            "  image          {} ({family} {}), disable bit {}",
+            diff::image_state(r),
+            diff::image_version(r),
+            diff::disable_bit(r)
+        ),
+        format!(
+            "  live           {} (firmware {}), AMT {}",
+            diff::live_state(r),
+            diff::live_version(r),
+            diff::amt_state(r)
+        ),
+    ];
+    match MeEvidence::from_report(r) {
+        None => {}
+        Some(Err(e)) => out.push(format!("  evidence       unreadable: {e}")),
+        Some(Ok(ev)) => {
+            let lists = [
+                ("image", &ev.image_evidence),
+                ("live", &ev.live_evidence),
+                ("not seen", &ev.not_seen),
+            ];
+            for (what, lines) in lists {
+                for l in lines {
+                    out.push(format!("  {what:<14} {l}"));
+                }
+            }
+        }
+    }
+    out
 }
 
 fn report_verify(dir: &Path, file: &Path, json: bool) -> CliResult {
@@ -769,5 +908,34 @@ fn export_block(dir: &Path, format: ExportFormat, json: bool) -> CliResult {
             ExportFormat::Csv => export::csv(&entries),
         }
     );
+    Ok(())
+}
+
+/// `nodes reboot`: reset through AMT with the credential the org holds.
+fn nodes_reboot(dir: &Path, id: u64, amt_addr: &str) -> CliResult {
+    use crate::amt::PowerControl;
+    let reg = open_registry(dir)?;
+    if reg.node(id).map_err(op)?.is_none() {
+        return Err(input(format!("no node {id}")));
+    }
+    let keys = OrgKeys::load(dir).map_err(op)?;
+    let cred = reg
+        .amt_credential(id)
+        .map_err(op)?
+        .ok_or_else(|| op(crate::amt::AmtError::NoCredential(id)))?;
+    let password = crate::amt::decrypt_credential(&keys.secrets, &cred).map_err(op)?;
+    let password = String::from_utf8(password.to_vec())
+        .map(zeroize::Zeroizing::new)
+        .map_err(|_| op("stored AMT password is not UTF-8"))?;
+    let mut power = crate::amt::AmtPower::new(amt_addr, &cred.username, &password);
+    let said = power.reset().map_err(op)?;
+    reg.add_event(
+        id,
+        "power",
+        &format!("reset through AMT at {amt_addr}"),
+        exchange::now(),
+    )
+    .map_err(op)?;
+    println!("node {id}: {said}");
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! version, flash digests, AMT state and PCR values. Each change is one
 //! line an operator can read ("field: before -> after").
 
+use fortros_wire::me_evidence::MeEvidence;
 use fortros_wire::report::{MeImageState, RegionKind};
 use fortros_wire::Report;
 use serde::{Deserialize, Serialize};
@@ -24,6 +25,11 @@ fn opt<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_else(|| "-".into())
 }
 
+/// The agent's own image state word from extension 1, when readable.
+fn agent_image_state(r: &Report) -> Option<String> {
+    MeEvidence::from_report(r)?.ok()?.image_state
+}
+
 /// The ME image state in one word (as in the fleet table).
 pub fn image_state(r: &Report) -> String {
     match r.flash.as_ref().and_then(|f| f.me_image.as_ref()) {
@@ -31,6 +37,13 @@ pub fn image_state(r: &Report) -> String {
         Some(m) => match &m.state {
             MeImageState::Stock => "stock".into(),
             MeImageState::Cleaned => "cleaned".into(),
+            // The wire has one variant for "stock or cleaned, bit set";
+            // the agent's evidence (extension 1) tells them apart.
+            MeImageState::DisableBitSet
+                if agent_image_state(r).is_some_and(|s| s.starts_with("cleaned")) =>
+            {
+                "cleaned+disable-bit".into()
+            }
             MeImageState::DisableBitSet => "disable-bit".into(),
             MeImageState::Corrupted { reason } => format!("corrupted ({reason})"),
             MeImageState::Absent => "absent".into(),
@@ -44,19 +57,49 @@ pub fn live_state(r: &Report) -> String {
     opt(r.live_me.as_ref().map(|l| l.state.summary.clone()))
 }
 
-/// The ME version: the live firmware's, else the image's.
-pub fn me_version(r: &Report) -> String {
-    let live = r
-        .live_me
+fn live_fw_version(r: &Report) -> Option<String> {
+    r.live_me
         .as_ref()
         .and_then(|l| l.mkhi.as_ref())
-        .and_then(|m| m.fw_version.clone());
-    let image = r
-        .flash
+        .and_then(|m| m.fw_version.clone())
+}
+
+fn image_fw_version(r: &Report) -> Option<String> {
+    r.flash
         .as_ref()
         .and_then(|f| f.me_image.as_ref())
-        .and_then(|m| m.version.clone());
-    opt(live.or(image))
+        .and_then(|m| m.version.clone())
+}
+
+/// The ME version: the live firmware's, else the image's.
+pub fn me_version(r: &Report) -> String {
+    opt(live_fw_version(r).or_else(|| image_fw_version(r)))
+}
+
+/// The running firmware's version (MKHI), or "-".
+pub fn live_version(r: &Report) -> String {
+    opt(live_fw_version(r))
+}
+
+/// The version of the firmware in the flash image, or "-". It differs from
+/// the live one after a flash update not yet booted, or when they lie.
+pub fn image_version(r: &Report) -> String {
+    opt(image_fw_version(r))
+}
+
+/// The disable (HAP / AltMeDisable) strap in the image: "set", "clear",
+/// or "-" when the agent could not tell.
+pub fn disable_bit(r: &Report) -> String {
+    match r
+        .flash
+        .as_ref()
+        .and_then(|f| f.descriptor.as_ref())
+        .and_then(|d| d.me_disable_bit)
+    {
+        Some(true) => "set".into(),
+        Some(false) => "clear".into(),
+        None => "-".into(),
+    }
 }
 
 /// AMT provisioning state in words.
@@ -99,15 +142,9 @@ pub fn diff(old: &Report, new: &Report) -> Vec<Change> {
     };
     cmp("me.image_state", image_state(old), image_state(new));
     cmp("me.live_state", live_state(old), live_state(new));
-    cmp("me.version", me_version(old), me_version(new));
-    let bit = |r: &Report| {
-        opt(r
-            .flash
-            .as_ref()
-            .and_then(|f| f.descriptor.as_ref())
-            .and_then(|d| d.me_disable_bit))
-    };
-    cmp("me.disable_bit", bit(old), bit(new));
+    cmp("me.live_version", live_version(old), live_version(new));
+    cmp("me.image_version", image_version(old), image_version(new));
+    cmp("me.disable_bit", disable_bit(old), disable_bit(new));
     cmp("amt.state", amt_state(old), amt_state(new));
     let ports = |r: &Report| {
         r.network
@@ -171,5 +208,37 @@ mod tests {
         );
         let c = &diff(&a, &b)[0];
         assert_eq!(c.to_string(), "me.image_state: stock -> disable-bit");
+    }
+
+    #[test]
+    fn versions_and_disable_bit_are_told_apart() {
+        let a = sample_report(&[1], &[2]);
+        let mut b = a.clone();
+        let flash = b.flash.as_mut().unwrap();
+        flash.me_image.as_mut().unwrap().version = Some("11.8.82.3838".into());
+        flash.descriptor.as_mut().unwrap().me_disable_bit = Some(true);
+        flash.me_image.as_mut().unwrap().state = MeImageState::DisableBitSet;
+        let changes: Vec<String> = diff(&a, &b).iter().map(|c| c.to_string()).collect();
+        assert_eq!(
+            changes,
+            [
+                "me.image_state: stock -> disable-bit",
+                "me.image_version: 11.8.50.3425 -> 11.8.82.3838",
+                "me.disable_bit: clear -> set"
+            ]
+        );
+        assert_eq!(live_version(&b), "11.8.50.3425");
+        assert_eq!(me_version(&b), "11.8.50.3425", "the live one first");
+        b.live_me = None;
+        assert_eq!(me_version(&b), "11.8.82.3838");
+        assert_eq!(live_version(&b), "-");
+
+        // Cleaned code with the bit set: the agent's word tells it apart.
+        let ev = MeEvidence {
+            image_state: Some("cleaned + disable bit set".into()),
+            ..MeEvidence::default()
+        };
+        b.extensions.push(ev.to_extension().unwrap());
+        assert_eq!(image_state(&b), "cleaned+disable-bit");
     }
 }

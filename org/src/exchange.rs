@@ -49,6 +49,12 @@ pub enum ExchangeError {
     Policy(#[from] policy::PolicyError),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("node {0} is not approved: no backups are taken or served")]
+    NotApproved(u64),
+    #[error("backup refused: {0}")]
+    Backup(String),
+    #[error("no backup with SHA-256 {sha256} for node {node_id}")]
+    NoBackup { node_id: u64, sha256: String },
 }
 
 impl ExchangeError {
@@ -57,6 +63,7 @@ impl ExchangeError {
         match self {
             ExchangeError::Malformed(_) => 400,
             ExchangeError::Policy(_) | ExchangeError::Store(_) => 500,
+            ExchangeError::NoBackup { .. } => 404,
             _ => 403,
         }
     }
@@ -101,7 +108,7 @@ impl Org {
 
     /// Checks a report's nonce is fresh, verifies the evidence (against
     /// the node's enrolled AK when known), then consumes the nonce.
-    fn verify_fresh(
+    pub(crate) fn verify_fresh(
         &self,
         evidence: &ReportEvidence,
     ) -> Result<(VerifiedReport, Option<Node>), ExchangeError> {
@@ -350,12 +357,22 @@ impl Org {
     /// and to this enrollment's nonce, signed with the org key.
     fn signed_policy(&self, node: &Node, nonce: &[u8]) -> Result<SignedPolicy, ExchangeError> {
         let (spec, scope) = self.resolve_policy(node)?;
-        let action = policy::to_wire_action(
+        // A node already provisioned through the org gets the password the
+        // org holds for it, so it can recognise its AMT as the org's.
+        let held = match &spec {
+            PolicySpec::Use { .. } => {
+                crate::amt::node_password(self.registry.as_ref(), &self.keys.secrets, node.id)
+                    .map_err(|e| ExchangeError::Policy(policy::PolicyError::Seal(e.to_string())))?
+            }
+            _ => None,
+        };
+        let action = policy::to_wire_action_with(
             &spec,
             &scope,
             &self.keys.secrets,
             &node.ek_public,
             &node.ak_name,
+            held.as_deref().map(|v| v.as_slice()),
         )?;
         let serial = self.registry.next_policy_serial(node.id)?;
         let p = Policy {
@@ -365,11 +382,44 @@ impl Org {
                 ak_name: Bytes(node.ak_name.clone()),
             },
             nonce: Bytes(nonce.to_vec()),
+            extensions: policy::extensions_for(&spec),
             action,
-            extensions: vec![],
         };
         SignedPolicy::sign(&p, &self.keys.signing)
             .map_err(|e| ExchangeError::Malformed(e.to_string()))
+    }
+
+    /// Keeps the AMT credential a provisioned node reports (see `crate::amt`).
+    fn record_amt(&self, node: &Node, report: &Report, t: i64) -> Result<(), ExchangeError> {
+        let policy_password = || -> Result<_, String> {
+            match self.resolve_policy(node).map_err(|e| e.to_string())? {
+                (PolicySpec::Use { amt }, scope) => crate::amt::scope_password(
+                    &self.keys.secrets,
+                    &scope,
+                    &amt.admin_password_encrypted,
+                ),
+                _ => Ok(None),
+            }
+        };
+        match crate::amt::record_outcome(
+            self.registry.as_ref(),
+            &self.keys.secrets,
+            node.id,
+            &node.ak_name,
+            report,
+            policy_password,
+            t,
+        ) {
+            Ok(Some(line)) => self.registry.add_event(node.id, "amt", &line, t)?,
+            Ok(None) => {}
+            Err(e) => self.registry.add_event(
+                node.id,
+                "amt",
+                &format!("AMT credential not stored: {e}"),
+                t,
+            )?,
+        }
+        Ok(())
     }
 
     /// Step 5: the node's report of what it did, quoted over a fresh nonce.
@@ -393,6 +443,7 @@ impl Org {
         for a in &verified.report.actions {
             log::info!("node {}: {} -> {:?}", node.id, a.action, a.outcome);
         }
+        self.record_amt(&node, &verified.report, t)?;
         Ok(OutcomeAck {
             format: EXCHANGE_FORMAT,
             node_id: node.id,

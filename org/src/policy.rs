@@ -48,13 +48,35 @@ pub enum PolicySpec {
 /// AMT settings with the admin password encrypted at rest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AmtSpec {
-    /// 24-byte XChaCha nonce || ciphertext+tag, hex.
-    #[serde(with = "hex::serde")]
+    /// 24-byte XChaCha nonce || ciphertext+tag, hex. Empty: no org
+    /// password; the node generates one and seals it to the org.
+    #[serde(with = "hex::serde", default)]
     pub admin_password_encrypted: Vec<u8>,
     pub control_mode: AmtControlMode,
     pub interface: Option<String>,
     pub enable_kvm: bool,
     pub enable_sol: bool,
+    /// Unprovision an AMT provisioned by someone else (CCM only) instead
+    /// of leaving it alone.
+    #[serde(default)]
+    pub unprovision_foreign: bool,
+}
+
+/// Policy extension tag: "unprovision a foreign AMT" (the agent's
+/// `amt::POLICY_EXT_UNPROVISION_FOREIGN`; docs/report-format.md).
+pub const POLICY_EXT_UNPROVISION_FOREIGN: u32 = 0x414D_5402;
+
+/// The policy extensions a spec needs.
+pub fn extensions_for(spec: &PolicySpec) -> Vec<fortros_wire::report::Extension> {
+    match spec {
+        PolicySpec::Use { amt } if amt.unprovision_foreign => {
+            vec![fortros_wire::report::Extension {
+                tag: POLICY_EXT_UNPROVISION_FOREIGN,
+                data: Bytes(Vec::new()),
+            }]
+        }
+        _ => Vec::new(),
+    }
 }
 
 pub fn scope_label(scope: &PolicyScope) -> String {
@@ -130,20 +152,47 @@ pub fn to_wire_action(
     ek_public: &[u8],
     ak_name: &[u8],
 ) -> Result<PolicyAction, PolicyError> {
+    to_wire_action_with(spec, scope, secrets_key, ek_public, ak_name, None)
+}
+
+/// Like [`to_wire_action`]; `held` is the AMT password the org already
+/// holds for this node (it wins over the policy's, so a provisioned node
+/// recognises its AMT as the org's). No password at all: the sealed field
+/// stays empty and the node generates one.
+pub fn to_wire_action_with(
+    spec: &PolicySpec,
+    scope: &PolicyScope,
+    secrets_key: &[u8; 32],
+    ek_public: &[u8],
+    ak_name: &[u8],
+    held: Option<&[u8]>,
+) -> Result<PolicyAction, PolicyError> {
     Ok(match spec {
         PolicySpec::Ignore => PolicyAction::Ignore,
         PolicySpec::Neutralize { mode } => PolicyAction::Neutralize { mode: *mode },
         PolicySpec::Use { amt } => {
-            let password = decrypt_password(secrets_key, scope, &amt.admin_password_encrypted)?;
-            let ek = rsa_ek(ek_public)?;
-            let made = make_credential(&ek, ak_name, &password, &mut OsRng)
-                .map_err(|e| PolicyError::Seal(e.to_string()))?;
-            let sealed = CredentialChallenge {
-                credential_blob: Bytes(made.credential_blob),
-                encrypted_secret: Bytes(made.encrypted_secret),
+            let password = match held {
+                Some(p) => Some(p.to_vec()),
+                None if amt.admin_password_encrypted.is_empty() => None,
+                None => Some(decrypt_password(
+                    secrets_key,
+                    scope,
+                    &amt.admin_password_encrypted,
+                )?),
             };
-            let sealed =
-                postcard::to_allocvec(&sealed).map_err(|e| PolicyError::Seal(e.to_string()))?;
+            let sealed = match password {
+                None => Vec::new(),
+                Some(password) => {
+                    let ek = rsa_ek(ek_public)?;
+                    let made = make_credential(&ek, ak_name, &password, &mut OsRng)
+                        .map_err(|e| PolicyError::Seal(e.to_string()))?;
+                    let sealed = CredentialChallenge {
+                        credential_blob: Bytes(made.credential_blob),
+                        encrypted_secret: Bytes(made.encrypted_secret),
+                    };
+                    postcard::to_allocvec(&sealed).map_err(|e| PolicyError::Seal(e.to_string()))?
+                }
+            };
             PolicyAction::Use {
                 amt: AmtSettings {
                     admin_password_sealed: Bytes(sealed),

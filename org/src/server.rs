@@ -1,4 +1,4 @@
-//! The HTTP face of the exchange: four POST routes carrying postcard
+//! The HTTP face of the exchange: POST routes carrying postcard
 //! bodies. Registry work runs on blocking threads (SQLite is synchronous).
 //! Refusals answer 400/403 with one line of text saying why. Plain HTTP
 //! ([`serve`]) or TLS ([`serve_tls`], rustls through axum-server).
@@ -14,6 +14,8 @@ use std::sync::Arc;
 
 /// Largest request accepted (a report with an EK certificate is a few KiB).
 pub const MAX_BODY: usize = 256 * 1024;
+/// Largest backup upload: the biggest image plus the evidence around it.
+pub const MAX_BACKUP_BODY: usize = crate::backup::MAX_IMAGE + 64 * 1024;
 
 pub fn router(org: Arc<Org>) -> Router {
     Router::new()
@@ -21,7 +23,14 @@ pub fn router(org: Arc<Org>) -> Router {
         .route("/v1/enroll", post(enroll))
         .route("/v1/activate", post(activate))
         .route("/v1/outcome", post(outcome))
+        .route("/v1/backup/fetch", post(fetch_backup))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        // A whole flash image: routes added after `.layer` are outside it,
+        // so this one has only its own, larger limit.
+        .route(
+            "/v1/backup",
+            post(backup).layer(DefaultBodyLimit::max(MAX_BACKUP_BODY)),
+        )
         .with_state(org)
 }
 
@@ -106,6 +115,17 @@ async fn activate(State(org): State<Arc<Org>>, body: Body) -> Response {
 
 async fn outcome(State(org): State<Arc<Org>>, body: Body) -> Response {
     run(org, body, |o, b| encode(o.outcome(b), |r| r.to_bytes())).await
+}
+
+async fn backup(State(org): State<Arc<Org>>, body: Body) -> Response {
+    run(org, body, |o, b| encode(o.backup(b), |r| r.to_bytes())).await
+}
+
+async fn fetch_backup(State(org): State<Arc<Org>>, body: Body) -> Response {
+    run(org, body, |o, b| {
+        encode(o.fetch_backup(b), |r| r.to_bytes())
+    })
+    .await
 }
 
 /// A server on its own runtime thread (tests, benchmarks, `serve`).

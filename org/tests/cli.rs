@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use fortros_agent::enroll::{Attester, EnrollClient, Enrolled};
 use fortros_wire::exchange::CredentialChallenge;
+use fortros_wire::me_evidence::MeEvidence;
 use fortros_wire::policy::{AmtControlMode, PolicyAction};
 use fortros_wire::report::MeImageState;
 use fortros_wire::testing::sample_report;
@@ -57,7 +58,17 @@ fn fleet_of_one(dir: &Path) -> (SoftNode, EnrollClient, fortros_org::server::Run
         panic!("not approved")
     };
     let mut r = sample_report(&[], &[]);
-    r.flash.as_mut().unwrap().me_image.as_mut().unwrap().state = MeImageState::DisableBitSet;
+    let flash = r.flash.as_mut().unwrap();
+    flash.me_image.as_mut().unwrap().state = MeImageState::DisableBitSet;
+    flash.me_image.as_mut().unwrap().version = Some("11.8.82.3838".into());
+    flash.descriptor.as_mut().unwrap().me_disable_bit = Some(true);
+    let evidence = MeEvidence {
+        image_state: Some("disable bit set".into()),
+        image_evidence: vec!["disable strap HAP: set (PCHSTRP0 bit 16)".into()],
+        live_state: Some("normal".into()),
+        ..MeEvidence::default()
+    };
+    r.extensions.push(evidence.to_extension().unwrap());
     client.enroll(&mut node, r, Some(policy.serial)).unwrap();
     (node, client, srv)
 }
@@ -85,12 +96,19 @@ fn fleet_table_and_node_view_show_state_and_diff() {
     assert_eq!(row["me_image"], "disable-bit");
     assert_eq!(row["me_live"], "normal");
     assert_eq!(row["me_version"], "11.8.50.3425");
+    assert_eq!(row["me_live_version"], "11.8.50.3425");
+    assert_eq!(row["me_image_version"], "11.8.82.3838");
+    assert_eq!(row["disable_bit"], "set");
     assert_eq!(row["amt"], "unprovisioned");
-    assert_eq!(row["changes_last_boot"], 1);
+    assert_eq!(row["changes_last_boot"], 3);
     assert_eq!(row["ak_name"], hex::encode(node.ak_name()));
 
     let table = stdout(&org_cli(dir.path(), &["nodes", "list"]));
     assert!(table.contains("disable-bit"), "{table}");
+    assert!(
+        table.contains("DISABLE") && table.contains(" set "),
+        "{table}"
+    );
     assert!(table.contains("1 node(s)"));
 
     let show = json(&org_cli(dir.path(), &["nodes", "show", "1", "--json"]));
@@ -98,11 +116,18 @@ fn fleet_table_and_node_view_show_state_and_diff() {
     assert_eq!(show["last_diff"][0]["before"], "stock");
     assert_eq!(show["history"].as_array().unwrap().len(), 2);
     assert_eq!(show["last_report"]["boot_counter"], 7);
+    assert_eq!(show["me_evidence"]["image_state"], "disable bit set");
     let text = stdout(&org_cli(dir.path(), &["nodes", "show", "1"]));
-    assert!(
-        text.contains("me.image_state: stock -> disable-bit"),
-        "{text}"
-    );
+    for line in [
+        "me.image_state: stock -> disable-bit",
+        "me.image_version: 11.8.50.3425 -> 11.8.82.3838",
+        "me.disable_bit: clear -> set",
+        "image          disable-bit (ME 11 11.8.82.3838), disable bit set",
+        "live           normal (firmware 11.8.50.3425), AMT unprovisioned",
+        "image          disable strap HAP: set (PCHSTRP0 bit 16)",
+    ] {
+        assert!(text.contains(line), "{line:?} in:\n{text}");
+    }
 
     let missing = org_cli(dir.path(), &["nodes", "show", "99"]);
     assert_eq!(missing.status.code(), Some(2));

@@ -7,6 +7,11 @@
 //! scripts/fetch-kernel not run), tests print a SKIPPED line and pass, unless
 //! `FORTROS_REQUIRE_QEMU` is set (scripts/test sets it): then they fail.
 
+use fortros_meiemu::amt::remote::Qmp;
+use fortros_meiemu::amt::state::StateFile;
+use fortros_meiemu::amt::{AmtEvent, AmtModel};
+pub mod org;
+
 use fortros_meiemu::{Event, Listener, Scenario};
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixStream;
@@ -116,6 +121,14 @@ pub struct Boot<'a> {
     pub tpm: bool,
     /// User-mode networking (virtio-net).
     pub net: bool,
+    /// The emulated AMT's state file (kept across boots; created from the
+    /// scenario when missing). None: state in memory for this boot only.
+    pub amt_state: Option<&'a Path>,
+    /// Serve AMT's network side (the org's WS-MAN port) on this listener;
+    /// its power calls reset QEMU through QMP.
+    pub amt_remote: Option<&'a std::net::TcpListener>,
+    /// A reset reboots the node instead of ending QEMU (run-node --allow-reboot).
+    pub allow_reboot: bool,
 }
 
 impl Default for Boot<'_> {
@@ -129,6 +142,9 @@ impl Default for Boot<'_> {
             spi: None,
             tpm: false,
             net: false,
+            amt_state: None,
+            amt_remote: None,
+            allow_reboot: false,
         }
     }
 }
@@ -142,6 +158,8 @@ pub struct Outcome {
     pub console: String,
     /// What the emulator saw, when there was one.
     pub events: Vec<Event>,
+    /// What the emulated AMT did (provisioning, power calls, refusals).
+    pub amt_events: Vec<AmtEvent>,
 }
 
 impl Outcome {
@@ -189,13 +207,30 @@ pub fn boot(b: &Boot) -> Outcome {
     if b.net {
         cmd.arg("--net");
     }
+    if b.allow_reboot {
+        cmd.arg("--allow-reboot");
+    }
     let mut emulator = None;
+    let mut amt = None;
     let socket = dir.join("mei.sock");
     if let Some(text) = b.scenario {
         let scenario = Scenario::from_toml(text)
             .and_then(Scenario::resolve)
             .expect("test scenario is valid");
-        let listener = Listener::bind(&socket, scenario).expect("bind the MEI emulator socket");
+        let model = AmtModel::new(&scenario, b.amt_state.map(StateFile::new))
+            .expect("the AMT state file is usable");
+        let model = std::sync::Arc::new(Mutex::new(model));
+        // run-node gives QEMU a QMP socket here: AMT power control resets QEMU
+        fortros_meiemu::amt::lock(&model).set_power(Box::new(Qmp {
+            path: dir.join("qmp.sock"),
+        }));
+        if let Some(l) = b.amt_remote {
+            let l = l.try_clone().expect("clone the AMT remote listener");
+            fortros_meiemu::amt::remote::spawn(l, model.clone());
+        }
+        amt = Some(model.clone());
+        let listener = Listener::bind_with_amt(&socket, scenario, model)
+            .expect("bind the MEI emulator socket");
         emulator = Some(std::thread::spawn(move || listener.serve()));
         cmd.arg("--mei-socket").arg(&socket);
     }
@@ -222,11 +257,15 @@ pub fn boot(b: &Boot) -> Outcome {
                 .push(v.to_string());
         }
     }
+    let amt_events = amt
+        .map(|m| fortros_meiemu::amt::lock(&m).events.clone())
+        .unwrap_or_default();
     let out = Outcome {
         dir,
         results,
         console,
         events,
+        amt_events,
     };
     assert!(
         status.success(),
@@ -291,4 +330,42 @@ pub fn kexec_target(d: &Path) -> (PathBuf, PathBuf) {
         ],
     );
     (vmlinuz, target)
+}
+
+/// The OS disk a switch_root handoff mounts in tests: an ext4 image in `d`
+/// holding a static busybox and an `/sbin/init` that prints
+/// `NODE-RESULT switch_root.target booted pid=... fs=... proc=...` and
+/// powers off. Made with `mkfs.ext4 -d` (e2fsprogs), no root needed.
+pub fn switch_root_disk(d: &Path) -> PathBuf {
+    let tree = d.join("os-root");
+    let _ = std::fs::remove_dir_all(&tree);
+    for sub in ["bin", "sbin", "dev", "proc", "sys", "run", "tmp"] {
+        std::fs::create_dir_all(tree.join(sub)).expect("create the OS root tree");
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox (package busybox-static)");
+    std::fs::copy(busybox, tree.join("bin/busybox")).expect("copy busybox");
+    for applet in ["sh", "echo", "stat", "poweroff", "cat"] {
+        std::os::unix::fs::symlink("busybox", tree.join("bin").join(applet))
+            .expect("busybox applet link");
+    }
+    std::fs::copy(
+        root().join("tests/guest/switch-root-target-init.sh"),
+        tree.join("sbin/init"),
+    )
+    .expect("copy the OS init");
+    let disk = d.join("os-disk.img");
+    let _ = std::fs::remove_file(&disk);
+    let st = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "fortros-os", "-d"])
+        .arg(&tree)
+        .arg(&disk)
+        .arg("16M")
+        .env("PATH", "/usr/sbin:/sbin:/usr/bin:/bin")
+        .status()
+        .expect("run mkfs.ext4 (package e2fsprogs)");
+    assert!(st.success(), "mkfs.ext4 -d failed: {st}");
+    disk
 }

@@ -62,9 +62,13 @@ fn result<'a>(console: &'a str, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no NODE-RESULT {key}; console:\n{console}"))
 }
 
+/// A measure-only node (no [network]: these tests are about the flash and
+/// the handoff, not enrollment).
 fn agent_config(extra: &str) -> String {
     format!(
         r#"
+mode = "measure-only"
+
 [org]
 url = "http://10.0.2.2:18080"
 public_key = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
@@ -209,7 +213,7 @@ fn agent_as_pid1_with_stop_policy_does_not_boot_the_os() {
     std::fs::write(
         &cfg,
         agent_config(
-            "[flash]\ndevice = \"mtd:/dev/mtd7\"\n\n[failure]\npolicy = \"stop\"\n\n\
+            "[flash]\ndevice = \"mtd:/dev/mtd7\"\n\n[failure]\npolicy = \"stop\"\nstop_hold_seconds = 0\n\n\
              [handoff]\nmethod = \"kexec\"\nkernel = \"/boot/vmlinuz\"\n",
         ),
     )

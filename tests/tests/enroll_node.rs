@@ -1,11 +1,16 @@
 //! The whole node under QEMU (TCG): the agent as PID 1 measures a synthetic
-//! SPI image, enrolls with a real `fortros-org serve` on host loopback
-//! (10.0.2.2 from the guest), with the swtpm TPM over /dev/tpmrm0 quoting
-//! the report, applies the `ignore` policy, prints `FORTROS-REPORT=` and
-//! hands off with kexec. A second boot with the same swtpm state must be
-//! recognised as the same node.
+//! SPI image and the emulated ME (qemu/meiemu through the guest's mei_me),
+//! enrolls with a real `fortros-org serve` on host loopback (10.0.2.2 from
+//! the guest), with the swtpm TPM over /dev/tpmrm0 quoting the report,
+//! applies the `ignore` policy, prints `FORTROS-REPORT=` and hands off with
+//! kexec. The org's fleet table shows what the node measured. A second boot
+//! with the same swtpm state, but the disable bit set in the image and an
+//! ME that stopped on it, must be recognised as the same node, with the
+//! changes in the org's diff.
 
 use fortros_e2e::{build_initramfs, fresh_dir, kexec_target, node_available, root, work};
+use fortros_testkit::synth::descriptor::{full_image_with_me, DescriptorBuilder};
+use fortros_testkit::synth::me;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -73,7 +78,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn boot(initrd: &Path, out: &Path, spi: &Path, tpm: &Path) -> String {
+fn boot(initrd: &Path, out: &Path, spi: &Path, tpm: &Path, scenario: &str) -> String {
     let st = Command::new(root().join("scripts/run-node"))
         .arg("--initrd")
         .arg(initrd)
@@ -86,6 +91,8 @@ fn boot(initrd: &Path, out: &Path, spi: &Path, tpm: &Path) -> String {
         .arg("--tpm")
         .arg(tpm)
         .arg("--net")
+        .arg("--mei-scenario")
+        .arg(root().join(format!("qemu/scenarios/{scenario}.toml")))
         .arg("--append")
         .arg("no_timer_check FORTROS_MTD_ALLOW_RAM=1")
         .status()
@@ -171,6 +178,9 @@ name = "virtio_net"
 [[modules]]
 name = "block2mtd"
 params = "block2mtd=/dev/vda,4096"
+
+[[modules]]
+name = "mei_me"
 "#
         ),
     )
@@ -196,8 +206,8 @@ params = "block2mtd=/dev/vda,4096"
     std::fs::write(&spi, &img).unwrap();
     let tpm = d.join("tpm");
 
-    // First boot: enrollment.
-    let console = boot(&initrd, &d.join("out1"), &spi, &tpm);
+    // First boot: enrollment, a stock CSME 11 running normally.
+    let console = boot(&initrd, &d.join("out1"), &spi, &tpm, "csme11-stock");
     assert!(
         console.contains(&format!("FORTROS-FLASH-SHA256={}", sha_hex(&img))),
         "console:\n{console}"
@@ -216,6 +226,21 @@ params = "block2mtd=/dev/vda,4096"
     assert_eq!(
         line["report"]["flash"]["image_sha256"].as_str(),
         Some(sha_hex(&img).as_str())
+    );
+    // What the node measured is in the report it sent.
+    let me_image = &line["report"]["flash"]["me_image"];
+    assert_eq!(me_image["family"], "CSME 11", "{me_image}");
+    assert_eq!(me_image["version"], "11.8.82.3838", "{me_image}");
+    assert_eq!(me_image["state"], "Stock", "{me_image}");
+    let live = &line["report"]["live_me"];
+    assert_eq!(live["state"]["summary"], "normal", "{live}");
+    // csme11-stock.toml's registers, as read through the guest's mei_me.
+    assert_eq!(live["hfsts"][0], 0x0000_0245, "{live}");
+    assert_eq!(live["mkhi"]["fw_version"], "11.8.50.3425", "{live}");
+    assert_eq!(live["amthi"]["provisioning_state"], 0, "{live}");
+    assert_eq!(
+        line["report"]["network"]["me_mac"], "8c1645112233",
+        "the ME's own MAC from AMTHI: {line}"
     );
     let actions = line["report"]["actions"].to_string();
     assert!(
@@ -243,6 +268,15 @@ params = "block2mtd=/dev/vda,4096"
         .filter_map(|n| n["id"].as_u64())
         .collect();
     assert_eq!(ids, vec![node_id], "{nodes}");
+    // The fleet row as an operator reads it: the emulated ME's state and
+    // firmware version, the image's ME version and its disable bit.
+    let row = &nodes[0];
+    assert_eq!(row["me_live"], "normal", "{row}");
+    assert_eq!(row["me_live_version"], "11.8.50.3425", "{row}");
+    assert_eq!(row["me_image"], "stock", "{row}");
+    assert_eq!(row["me_image_version"], "11.8.82.3838", "{row}");
+    assert_eq!(row["disable_bit"], "clear", "{row}");
+    assert_eq!(row["amt"], "unprovisioned", "{row}");
     let show: serde_json::Value = serde_json::from_str(&org(
         &bin,
         &org_dir,
@@ -255,14 +289,69 @@ params = "block2mtd=/dev/vda,4096"
         "{show}"
     );
 
-    // Second boot, same TPM state: the same node, no new one.
-    let console = boot(&initrd, &d.join("out2"), &spi, &tpm);
+    // Second boot, same TPM state: the same node, no new one. Meanwhile the
+    // image got the HAP bit (as `me_cleaner -s` would set it) and the ME
+    // now stops in bring-up on it.
+    let hap_img = full_image_with_me(
+        DescriptorBuilder::v2().set_pch_strap_bits(0, 1 << 16),
+        &me::gen3_stock().bytes,
+        8 << 20,
+    );
+    std::fs::write(&spi, &hap_img).unwrap();
+    let console = boot(&initrd, &d.join("out2"), &spi, &tpm, "csme11-hap");
     let line = report_line(&console);
     assert_eq!(line["node_id"].as_u64(), Some(node_id), "{line}");
     let nodes: serde_json::Value =
         serde_json::from_str(&org(&bin, &org_dir, &["nodes", "list", "--json"])).unwrap();
     assert_eq!(nodes.as_array().map(Vec::len), Some(1), "{nodes}");
-    assert!(std::fs::read(&spi).unwrap() == img, "flash untouched");
+    let row = &nodes[0];
+    assert_eq!(row["me_live"], "disabled_by_hap", "{row}");
+    assert_eq!(row["me_image"], "disable-bit", "{row}");
+    assert_eq!(row["disable_bit"], "set", "{row}");
+    let show: serde_json::Value = serde_json::from_str(&org(
+        &bin,
+        &org_dir,
+        &["nodes", "show", &node_id.to_string(), "--json"],
+    ))
+    .unwrap();
+    let changes: Vec<String> = show["last_diff"]
+        .as_array()
+        .expect("a diff")
+        .iter()
+        .map(|c| {
+            format!(
+                "{}: {} -> {}",
+                c["field"].as_str().unwrap_or(""),
+                c["before"].as_str().unwrap_or(""),
+                c["after"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    for want in [
+        "me.image_state: stock -> disable-bit",
+        "me.live_state: normal -> disabled_by_hap",
+        "me.disable_bit: clear -> set",
+        &format!(
+            "flash.image_sha256: {} -> {}",
+            sha_hex(&img),
+            sha_hex(&hap_img)
+        ),
+    ] {
+        assert!(
+            changes.iter().any(|c| c == want),
+            "{want:?} in {changes:#?}"
+        );
+    }
+    assert_eq!(
+        show["me_evidence"]["live_state"], "disabled_by_hap",
+        "{show}"
+    );
+    let text = org(&bin, &org_dir, &["nodes", "show", &node_id.to_string()]);
+    assert!(
+        text.contains("me.live_state: normal -> disabled_by_hap"),
+        "{text}"
+    );
+    assert!(std::fs::read(&spi).unwrap() == hap_img, "flash untouched");
 }
 
 /// The org's public key (hex) as `init` wrote it.

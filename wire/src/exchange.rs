@@ -10,10 +10,19 @@
 //! 4. The answer is finally a signed policy or "pending operator approval".
 //! 5. `POST /v1/outcome` (evidence over a report with a fresh nonce, the
 //!    policy received and the actions taken) → [`OutcomeAck`].
+//!
+//! Backups (before the agent writes its flash, and when it must restore):
+//!
+//! - `POST /v1/backup` ([`BackupUpload`]: the original image and evidence
+//!   over a report with a fresh nonce whose `flash.image_sha256` is the
+//!   image's digest) → [`BackupAck`]. The org keeps the image keyed by node
+//!   and SHA-256; the agent writes only after this answer.
+//! - `POST /v1/backup/fetch` ([`BackupFetch`]: evidence over a report with a
+//!   fresh nonce, and the digest wanted) → [`BackupImage`].
 
-use crate::bytes::Bytes;
+use crate::bytes::{Bytes, Digest32};
 use crate::codec::{self, CodecError};
-use crate::envelope::SignedPolicy;
+use crate::envelope::{ReportEvidence, SignedPolicy};
 use crate::FormatVersion;
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +82,46 @@ pub struct OutcomeAck {
     pub report_id: u64,
 }
 
+/// The original flash image, sent before the first write. `evidence` is a
+/// quote over a report carrying a fresh nonce and, in `flash.image_sha256`,
+/// the SHA-256 of `image`: only the node's TPM can vouch for the upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupUpload {
+    pub format: FormatVersion,
+    pub evidence: ReportEvidence,
+    pub image: Bytes,
+}
+
+/// The org holds the image (newly, or already from an earlier upload).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupAck {
+    pub format: FormatVersion,
+    pub node_id: u64,
+    /// SHA-256 the org computed over the bytes it stored.
+    pub sha256: Digest32,
+    pub size: u64,
+    /// True when the org already had this image for this node.
+    pub already_held: bool,
+}
+
+/// A node asks for one of its own backups back (to restore after an
+/// interrupted write). `evidence` is a quote over a report with a fresh
+/// nonce; the agent checks the answer's bytes against `sha256` itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupFetch {
+    pub format: FormatVersion,
+    pub evidence: ReportEvidence,
+    pub sha256: Digest32,
+}
+
+/// A stored backup image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupImage {
+    pub format: FormatVersion,
+    pub sha256: Digest32,
+    pub image: Bytes,
+}
+
 macro_rules! exchange_codec {
     ($ty:ty, $what:literal) => {
         impl $ty {
@@ -91,6 +140,10 @@ exchange_codec!(NonceGrant, "nonce grant");
 exchange_codec!(ActivationRequest, "activation request");
 exchange_codec!(EnrollResponse, "enroll response");
 exchange_codec!(OutcomeAck, "outcome ack");
+exchange_codec!(BackupUpload, "backup upload");
+exchange_codec!(BackupAck, "backup ack");
+exchange_codec!(BackupFetch, "backup fetch");
+exchange_codec!(BackupImage, "backup image");
 
 #[cfg(test)]
 mod tests {
@@ -109,5 +162,31 @@ mod tests {
         assert_eq!(EnrollResponse::from_bytes(&b).unwrap(), r);
         assert!(EnrollResponse::from_bytes(&b[..b.len() - 1]).is_err());
         assert!(NonceGrant::from_bytes(&[9, 0, 1]).is_err());
+    }
+
+    #[test]
+    fn backup_messages_round_trip() {
+        let up = BackupUpload {
+            format: EXCHANGE_FORMAT,
+            evidence: ReportEvidence {
+                format: EXCHANGE_FORMAT,
+                report: Bytes(vec![1, 2]),
+                attest: Bytes(vec![3]),
+                signature: Bytes(vec![4]),
+            },
+            image: Bytes(vec![0xFF; 4096]),
+        };
+        let b = up.to_bytes().unwrap();
+        assert_eq!(BackupUpload::from_bytes(&b).unwrap(), up);
+        assert!(BackupUpload::from_bytes(&b[..b.len() - 1]).is_err());
+        let img = BackupImage {
+            format: EXCHANGE_FORMAT,
+            sha256: Digest32([7; 32]),
+            image: Bytes(vec![1; 10]),
+        };
+        assert_eq!(
+            BackupImage::from_bytes(&img.to_bytes().unwrap()).unwrap(),
+            img
+        );
     }
 }

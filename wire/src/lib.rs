@@ -8,6 +8,7 @@
 //! - [`verify`]: org-side checks of a quote over a report.
 //! - [`credential`]: MakeCredential (binding an AK to an EK).
 //! - [`ekcert`]: EK certificate chain checks against configured CAs.
+//! - [`me_evidence`]: report extension 1, the reasons behind the ME facts.
 //!
 //! The format and the verification rules are in docs/report-format.md.
 
@@ -17,6 +18,7 @@ pub mod credential;
 pub mod ekcert;
 pub mod envelope;
 pub mod exchange;
+pub mod me_evidence;
 pub mod policy;
 pub mod report;
 #[cfg(feature = "test-support")]

@@ -254,3 +254,76 @@ pub struct Extension {
     pub tag: u32,
     pub data: Bytes,
 }
+
+/// Extension tag of [`AmtFacts`] in [`Report::extensions`] ("AMT" 1);
+/// see docs/report-format.md.
+pub const EXTENSION_AMT: u32 = 0x414D_5401;
+
+/// What the agent saw of Intel AMT and did with it under a `use` policy,
+/// carried as the postcard bytes of this struct in an [`Extension`] with
+/// tag [`EXTENSION_AMT`] (so older readers skip it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AmtFacts {
+    /// CodeVersions "AMT", e.g. "16.1.25".
+    pub amt_version: Option<String>,
+    /// CodeVersions "Sku" (0x08 AMT Pro, 0x10 Standard Manageability).
+    pub sku: Option<u32>,
+    /// After the agent's work: 0 pre, 1 in, 2 post provisioning.
+    pub provisioning_state: Option<u32>,
+    /// After the agent's work: 0 none, 1 client (CCM), 2 admin (ACM).
+    pub control_mode: Option<u32>,
+    /// The ME's own MAC on the wired interface (what switches see).
+    pub wired_mac: Option<Bytes>,
+    pub link_up: Option<bool>,
+    /// Every precondition (name, verdict, detail), in order.
+    pub preconditions: Vec<AmtCheck>,
+    /// One word: "provisioned", "already-ours", "foreign", "unprovisioned",
+    /// "refused", "failed".
+    pub result: String,
+    /// What was done, step by step, for people.
+    pub steps: Vec<String>,
+    /// "org-policy" or "node-generated" when a password was set or checked.
+    pub password_source: Option<String>,
+    /// A node-generated admin password sealed to the org's X25519 key
+    /// (`fortros_amt::seal`, context = the node's AK name). Never plaintext.
+    pub sealed_password: Option<Bytes>,
+}
+
+/// One activation precondition as checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AmtCheck {
+    pub name: String,
+    /// "pass", "fixable", "fail", "unknown", "note".
+    pub verdict: String,
+    pub detail: String,
+}
+
+impl AmtFacts {
+    pub fn to_extension(&self) -> Result<Extension, crate::codec::CodecError> {
+        let data =
+            postcard::to_allocvec(self).map_err(|e| crate::codec::CodecError::Malformed {
+                what: "AMT facts",
+                offset: 0,
+                len: 0,
+                reason: e.to_string(),
+            })?;
+        Ok(Extension {
+            tag: EXTENSION_AMT,
+            data: Bytes(data),
+        })
+    }
+
+    /// The AMT facts of a report, if it carries them (malformed: an error).
+    pub fn from_report(report: &Report) -> Option<Result<AmtFacts, crate::codec::CodecError>> {
+        let ext = report.extensions.iter().find(|e| e.tag == EXTENSION_AMT)?;
+        let bytes = ext.data.as_slice();
+        Some(
+            postcard::from_bytes(bytes).map_err(|e| crate::codec::CodecError::Malformed {
+                what: "AMT facts",
+                offset: 0,
+                len: bytes.len(),
+                reason: e.to_string(),
+            }),
+        )
+    }
+}

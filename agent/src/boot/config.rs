@@ -3,6 +3,8 @@
 //! off to the OS, which flash and modules to use.
 //!
 //! ```toml
+//! mode = "enroll"              # default; "measure-only": measure, never enroll
+//!
 //! [org]
 //! url = "http://10.0.2.2:18080"
 //! public_key = "<64 hex digits: the org's ed25519 public key>"
@@ -10,9 +12,13 @@
 //! org_cert_sha256 = "<64 hex digits, as fortros-org prints it>"
 //! org_ca = "/etc/fortros/org.pem"   # or: the org's certificate / its CA (PEM)
 //! allow_http = true            # plain http beyond loopback and 10.0.2.2
+//! amt_key = "<64 hex digits: the org's X25519 AMT seal key (amt.pub)>"  # optional
 //!
 //! [failure]
 //! policy = "continue"          # or "stop": no OS boot after a failure
+//! on_enroll_failure = "stop"   # enrollment failed or impossible (default: policy)
+//! on_apply_failure = "continue" # policy action failed or refused (default: policy)
+//! stop_hold_seconds = 60       # "stop": keep the message on screen, then power off
 //!
 //! [handoff]
 //! method = "kexec"             # or "switch_root", or "none" (power off)
@@ -26,7 +32,9 @@
 //!
 //! [flash]
 //! device = "mtd"               # file:PATH, mtd, mtd:/dev/mtdN, flashrom:PROGRAMMER
-//! journal = "/fortros/flash.journal"
+//! journal = "tpm-nv"          # the write journal: "tpm-nv" (TPM NV index, digests only;
+//!                              # the default when the node has a TPM), or an absolute
+//!                              # file path on persistent storage (keeps the bytes)
 //!
 //! [network]
 //! interface = "eth0"           # DHCP through busybox udhcpc; omit to skip
@@ -61,6 +69,8 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    #[serde(default)]
+    pub mode: Mode,
     pub org: Org,
     #[serde(default)]
     pub failure: Failure,
@@ -72,6 +82,19 @@ pub struct Config {
     pub network: Option<Network>,
     #[serde(default)]
     pub modules: Vec<Module>,
+}
+
+/// What the node is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Measure and enroll with the org; not reaching it is an enrollment
+    /// failure, handled by `[failure] on_enroll_failure`.
+    #[default]
+    Enroll,
+    /// Measure and print the report, never contact the org (said so
+    /// explicitly, so a forgotten `[network]` is never mistaken for it).
+    MeasureOnly,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -93,9 +116,18 @@ pub struct Org {
     /// Allow plain http to any org address.
     #[serde(default)]
     pub allow_http: bool,
+    /// Hex of the org's X25519 key that AMT passwords generated on the node
+    /// are sealed to (`fortros-org init` writes it to `amt.pub`).
+    #[serde(default)]
+    pub amt_key: Option<String>,
 }
 
 impl Org {
+    /// The AMT seal key bytes, if configured (validated at parse).
+    pub fn amt_key_bytes(&self) -> Option<[u8; 32]> {
+        hex::decode(self.amt_key.as_ref()?).ok()?.try_into().ok()
+    }
+
     /// The public key bytes (validated when the config was parsed).
     pub fn public_key_bytes(&self) -> [u8; 32] {
         hex::decode(&self.public_key)
@@ -143,11 +175,46 @@ pub enum FailurePolicy {
     Stop,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+/// `[failure]`: what each kind of failure does to the boot.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Failure {
+    /// Boot steps (modules, flash, recovery) and the default for the others.
     #[serde(default)]
     pub policy: FailurePolicy,
+    /// Enrollment failed or was impossible (no network, org unreachable,
+    /// TPM missing, report rejected). Default: `policy`.
+    pub on_enroll_failure: Option<FailurePolicy>,
+    /// A policy action failed or was refused. Default: `policy`.
+    pub on_apply_failure: Option<FailurePolicy>,
+    /// With `stop`: how long the message stays on the console before the
+    /// machine powers off (a person at the screen must be able to read it).
+    #[serde(default = "default_stop_hold")]
+    pub stop_hold_seconds: u64,
+}
+
+impl Default for Failure {
+    fn default() -> Self {
+        Failure {
+            policy: FailurePolicy::default(),
+            on_enroll_failure: None,
+            on_apply_failure: None,
+            stop_hold_seconds: default_stop_hold(),
+        }
+    }
+}
+
+impl Failure {
+    pub fn on_enroll(&self) -> FailurePolicy {
+        self.on_enroll_failure.unwrap_or(self.policy)
+    }
+    pub fn on_apply(&self) -> FailurePolicy {
+        self.on_apply_failure.unwrap_or(self.policy)
+    }
+}
+
+fn default_stop_hold() -> u64 {
+    60
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -204,6 +271,34 @@ pub struct FlashConfig {
     pub device: String,
     pub journal: Option<String>,
 }
+
+/// Where the flash write journal lives (`[flash] journal`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JournalChoice {
+    /// The TPM NV index (digests only; the org keeps the original image).
+    TpmNv,
+    /// A file on persistent storage (digests and bytes).
+    File(String),
+    /// No journal: no TPM and no path. A power cut during a write is then
+    /// seen only by the org (the image digest).
+    None,
+}
+
+impl FlashConfig {
+    /// The journal to use; `tpm_present` is whether the node has a TPM
+    /// (the default is the TPM NV journal when it does).
+    pub fn journal_choice(&self, tpm_present: bool) -> JournalChoice {
+        match self.journal.as_deref() {
+            Some(JOURNAL_TPM_NV) => JournalChoice::TpmNv,
+            Some(path) => JournalChoice::File(path.to_string()),
+            None if tpm_present => JournalChoice::TpmNv,
+            None => JournalChoice::None,
+        }
+    }
+}
+
+/// The `[flash] journal` value that selects the TPM NV journal.
+pub const JOURNAL_TPM_NV: &str = "tpm-nv";
 
 impl Default for FlashConfig {
     fn default() -> Self {
@@ -294,6 +389,14 @@ impl Config {
                 ))
             }
         }
+        if let Some(k) = &cfg.org.amt_key {
+            if !matches!(hex::decode(k), Ok(v) if v.len() == 32) {
+                return Err(invalid(
+                    "org.amt_key",
+                    "must be 64 hex digits (the org's X25519 AMT seal key)".into(),
+                ));
+            }
+        }
         let h = &cfg.handoff;
         match h.method {
             HandoffMethod::Kexec => {
@@ -330,6 +433,20 @@ impl Config {
         if h.cmdline.contains('\0') {
             return Err(invalid("handoff.cmdline", "contains a NUL byte".into()));
         }
+        if let Some(j) = &cfg.flash.journal {
+            if j != JOURNAL_TPM_NV && !j.starts_with('/') {
+                return Err(invalid(
+                    "flash.journal",
+                    format!("{j:?} is neither \"{JOURNAL_TPM_NV}\" nor an absolute path"),
+                ));
+            }
+        }
+        if cfg.failure.stop_hold_seconds > 3600 {
+            return Err(invalid(
+                "failure.stop_hold_seconds",
+                "at most 3600 (an hour on screen, then power off)".into(),
+            ));
+        }
         if cfg.modules.iter().any(|m| m.name.is_empty()) {
             return Err(invalid("modules", "a module without a name".into()));
         }
@@ -361,6 +478,8 @@ public_key = "{KEY}"
 
 [failure]
 policy = "stop"
+on_apply_failure = "continue"
+stop_hold_seconds = 0
 
 [handoff]
 method = "kexec"
@@ -390,10 +509,18 @@ params = "block2mtd=/dev/vda,4096"
     fn parses_a_full_config() {
         let c = Config::parse(&full(), "agent.toml").unwrap();
         assert_eq!(c.failure.policy, FailurePolicy::Stop);
+        assert_eq!(c.failure.on_enroll(), FailurePolicy::Stop, "from policy");
+        assert_eq!(c.failure.on_apply(), FailurePolicy::Continue);
+        assert_eq!(c.failure.stop_hold_seconds, 0);
+        assert_eq!(c.mode, Mode::Enroll);
         assert_eq!(c.handoff.method, HandoffMethod::Kexec);
         assert_eq!(c.handoff.fstype, "ext4");
         assert_eq!(c.handoff.init, "/sbin/init");
         assert_eq!(c.flash.device, "mtd:/dev/mtd0");
+        assert_eq!(
+            c.flash.journal_choice(true),
+            JournalChoice::File("/fortros/flash.journal".into())
+        );
         assert_eq!(c.network.unwrap().interface, "eth0");
         assert_eq!(c.modules[1].params, "block2mtd=/dev/vda,4096");
         assert_eq!(c.org.public_key_bytes()[0], 0xd7);
@@ -409,9 +536,15 @@ params = "block2mtd=/dev/vda,4096"
         )
         .unwrap();
         assert_eq!(c.failure.policy, FailurePolicy::Continue);
+        assert_eq!(c.failure.on_enroll(), FailurePolicy::Continue);
+        assert_eq!(c.failure.on_apply(), FailurePolicy::Continue);
+        assert_eq!(c.failure.stop_hold_seconds, 60);
+        assert_eq!(c.mode, Mode::Enroll);
         assert_eq!(c.handoff.method, HandoffMethod::None);
         assert_eq!(c.flash.device, "mtd");
         assert!(c.flash.journal.is_none());
+        assert_eq!(c.flash.journal_choice(true), JournalChoice::TpmNv);
+        assert_eq!(c.flash.journal_choice(false), JournalChoice::None);
         assert!(c.network.is_none());
     }
 
@@ -448,7 +581,29 @@ params = "block2mtd=/dev/vda,4096"
             .to_string()
             .contains("org.url"));
 
+        let nv = full().replace("\"/fortros/flash.journal\"", "\"tpm-nv\"");
+        let c = Config::parse(&nv, "a").unwrap();
+        assert_eq!(c.flash.journal_choice(false), JournalChoice::TpmNv);
+        let rel = full().replace("\"/fortros/flash.journal\"", "\"flash.journal\"");
+        assert!(Config::parse(&rel, "a")
+            .unwrap_err()
+            .to_string()
+            .contains("flash.journal"));
+
         assert!(Config::parse("not toml [", "a").is_err());
+
+        let measure = format!("mode = \"measure-only\"\n{}", full());
+        assert_eq!(
+            Config::parse(&measure, "a").unwrap().mode,
+            Mode::MeasureOnly
+        );
+        let bad_mode = format!("mode = \"measure\"\n{}", full());
+        let e = Config::parse(&bad_mode, "agent.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("measure-only"), "{e}");
+        let typo = full().replace("on_apply_failure", "on_apply_fail");
+        assert!(Config::parse(&typo, "a").is_err());
         assert!(Config::load("/nonexistent/agent.toml")
             .unwrap_err()
             .to_string()

@@ -127,9 +127,48 @@ pub fn kexec_now() -> HandoffError {
     }
 }
 
-/// Makes `root` the root filesystem and executes `init` there as PID 1.
-/// Returns only on failure. (The initramfs's files stay in memory; the
-/// agent's initramfs is small.)
+/// The kernel filesystems the OS gets already mounted, as util-linux's
+/// switch_root moves them.
+pub const MOVED_MOUNTS: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
+
+/// Moves each of [`MOVED_MOUNTS`] under `root` when `root` has the folder
+/// (a read-only root can still be mounted on); otherwise detaches it, so
+/// nothing of the initramfs stays reachable. Failures are logged, not
+/// fatal: the OS's init mounts what it misses.
+fn move_kernel_mounts(root: &Path) {
+    for m in MOVED_MOUNTS {
+        let target = in_root(root, m);
+        let (Ok(src), Ok(dst)) = (CString::new(m), CString::new(target.display().to_string()))
+        else {
+            continue;
+        };
+        // SAFETY: NUL-terminated strings that outlive the calls.
+        let rc = unsafe {
+            if target.is_dir() {
+                libc::mount(
+                    src.as_ptr(),
+                    dst.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_MOVE,
+                    std::ptr::null(),
+                )
+            } else {
+                libc::umount2(src.as_ptr(), libc::MNT_DETACH)
+            }
+        };
+        if rc != 0 {
+            log::warn!(
+                "handoff: {m} -> {}: {}",
+                target.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+/// Makes `root` the root filesystem and executes `init` there as PID 1,
+/// with /dev, /proc, /sys and /run moved along. Returns only on failure.
+/// (The initramfs's files stay in memory; the agent's initramfs is small.)
 pub fn switch_root(root: &Path, init: &str) -> HandoffError {
     let root_s = root.display().to_string();
     let r = (|| -> Result<std::convert::Infallible, HandoffError> {
@@ -140,6 +179,9 @@ pub fn switch_root(root: &Path, init: &str) -> HandoffError {
                 init_path.display()
             )));
         }
+        // The console stays open on fds 0-2 through all this: the OS's init
+        // inherits it.
+        move_kernel_mounts(root);
         std::env::set_current_dir(root).map_err(io(root, "chdir"))?;
         let dot = CString::new(".").unwrap_or_default();
         let slash = CString::new("/").unwrap_or_default();

@@ -1,28 +1,38 @@
 //! PID 1's work step (step 7 of [`super::init`]): measure, enroll, apply.
 //!
 //! 1. inspect the flash bytes read at this boot and probe the live ME;
-//! 2. build the wire report and enroll with the org from the config, the
-//!    TPM (`/dev/tpmrm0`) quoting it;
+//! 2. build the wire report (the measured facts: [`crate::report_facts`])
+//!    and enroll with the org from the config, the TPM (`/dev/tpmrm0`)
+//!    quoting it;
 //! 3. verify the org's signed policy (done by [`EnrollClient::enroll`]);
-//! 4. apply it: only `ignore` on the node so far; any other policy is
-//!    recorded as refused "not implemented on the node yet";
+//! 4. apply it: `ignore` touches nothing; `neutralize` runs
+//!    [`crate::apply::neutralize_on_node`] (backup to the org, safe write)
+//!    and prints `FORTROS-APPLY=<json>`; `use` provisions AMT
+//!    ([`crate::amt`]);
 //! 5. post the outcome, and print one JSON line `FORTROS-REPORT=...` on the
 //!    console (plus `FORTROS-FLASH-SHA256=<hex>` as before).
+//!
+//! Enrollment that fails or is impossible goes to
+//! [`BootContext::enroll_failures`], refused or failed actions to
+//! [`BootContext::apply_failures`]; the failure policy decides what follows.
 
+use super::config::{Config, Mode};
 use super::init::BootContext;
+use crate::apply::{neutralize_on_node, ApplyRecord, BackupStore, LiveFacts, OrgBackup, Request};
 use crate::enroll::{Attester, EnrollClient, Enrolled};
+use crate::hw::flash::recovery::BackupSource;
+use crate::hw::flash::write::{VerifiedPolicy, WriteOptions};
 use crate::hw::mei::probe::{probe, ProbeOptions};
-use crate::hw::tpm::identity;
+use crate::hw::tpm::{identity, nv};
 use crate::hw::tpm::{DeviceTransport, Tpm, Transport};
 use crate::image::inspect::{inspect, ImageReport};
+use crate::report_facts;
 use ed25519_dalek::VerifyingKey;
 use fortros_wire::envelope::ReportEvidence;
 use fortros_wire::exchange::CredentialChallenge;
+use fortros_wire::policy::NeutralizeMode;
 use fortros_wire::policy::PolicyAction;
-use fortros_wire::report::{
-    ActionTaken, FlashFacts, NodeIdentity, Outcome, PcrValues, PolicyReceived, RegionDigest,
-    RegionKind,
-};
+use fortros_wire::report::{ActionTaken, NodeIdentity, Outcome, PcrValues, PolicyReceived};
 use fortros_wire::{Bytes, Digest32, Report, REPORT_FORMAT};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -85,56 +95,45 @@ struct ConsoleReport<'a> {
     enrollment: String,
     node_id: Option<u64>,
     report_id: Option<u64>,
+    /// The report's AMT facts (extension), decoded for people.
+    amt: Option<fortros_wire::report::AmtFacts>,
 }
 
-/// Descriptor region number → wire region kind (Intel's numbering).
-fn region_kind(index: u8) -> RegionKind {
-    match index {
-        0 => RegionKind::Descriptor,
-        1 => RegionKind::Bios,
-        2 => RegionKind::Me,
-        3 => RegionKind::Gbe,
-        4 => RegionKind::Platform,
-        5 => RegionKind::DeviceExpansion,
-        8 => RegionKind::Ec,
-        n => RegionKind::Other(n),
+/// The host NIC's MAC address as the kernel shows it.
+fn host_mac(ctx: &BootContext) -> Option<String> {
+    let iface = &ctx.config.network.as_ref()?.interface;
+    std::fs::read_to_string(format!("/sys/class/net/{iface}/address")).ok()
+}
+
+/// Why this boot does not enroll, or `None` when it should.
+fn no_enrollment(config: &Config) -> Option<Result<String, String>> {
+    match (config.mode, &config.network) {
+        (Mode::MeasureOnly, _) => Some(Ok("skipped: mode measure-only".into())),
+        (Mode::Enroll, None) => Some(Err("no [network] in the config: the org cannot be \
+             reached (mode = \"measure-only\" for a node that only measures)"
+            .into())),
+        (Mode::Enroll, Some(_)) => None,
     }
 }
 
-fn digest32(hex_str: &str) -> Option<Digest32> {
-    let v: [u8; 32] = hex::decode(hex_str).ok()?.try_into().ok()?;
-    Some(Digest32(v))
-}
-
-/// The flash facts from the bytes read at this boot and their inspection.
-fn flash_facts(size: u64, sha256: [u8; 32], inspected: Option<&ImageReport>) -> FlashFacts {
-    let regions = inspected
-        .map(|r| {
-            r.digests
-                .regions
-                .iter()
-                .filter_map(|d| {
-                    let sha = digest32(d.sha256.as_deref()?)?;
-                    let limit = d.base.checked_add(u32::try_from(d.len).ok()?)?;
-                    Some(RegionDigest {
-                        region: region_kind(d.index),
-                        base: d.base,
-                        limit: limit.checked_sub(1)?,
-                        sha256: sha,
-                    })
-                })
-                .collect()
+/// The actions that did not happen as the policy asked: one line each.
+fn apply_failures(actions: &[ActionTaken]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match &a.outcome {
+            Outcome::Refused { reason } => Some(format!("apply {}: refused: {reason}", a.action)),
+            Outcome::Failed { reason, restored } => Some(format!(
+                "apply {}: failed: {reason} (original bytes {})",
+                a.action,
+                if *restored {
+                    "restored"
+                } else {
+                    "NOT restored"
+                }
+            )),
+            Outcome::Done | Outcome::Skipped => None,
         })
-        .unwrap_or_default();
-    FlashFacts {
-        size,
-        image_sha256: Digest32(sha256),
-        regions,
-        // Converting the parser's descriptor/ME findings into wire facts is
-        // not done yet; the console line carries them as `image`.
-        descriptor: None,
-        me_image: None,
-    }
+        .collect()
 }
 
 /// The work step: see the module documentation.
@@ -155,7 +154,19 @@ pub fn enroll_and_apply(ctx: &mut BootContext) -> Result<(), String> {
         }
     };
     let live = probe(&ProbeOptions::default());
-    log::info!("live ME: {:?}", live.classification);
+    log::info!(
+        "live ME: {} ({})",
+        live.classification.summary,
+        report_facts::live::state_word(live.classification.state)
+    );
+    let evidence = report_facts::me_evidence(inspected.as_ref(), &live);
+    let extensions = match evidence.to_extension() {
+        Ok(e) => vec![e],
+        Err(e) => {
+            log::error!("ME evidence extension: {e}");
+            Vec::new()
+        }
+    };
 
     let mut report = Report {
         format: REPORT_FORMAT,
@@ -166,57 +177,59 @@ pub fn enroll_and_apply(ctx: &mut BootContext) -> Result<(), String> {
         },
         nonce: Bytes(Vec::new()),
         boot_counter: 0,
-        flash: Some(flash_facts(
+        flash: Some(report_facts::flash_facts(
             img.bytes.len() as u64,
             img.sha256,
             inspected.as_ref(),
         )),
-        live_me: None,
-        network: None,
+        live_me: Some(report_facts::live_me_facts(&live)),
+        network: report_facts::network_facts(&live, host_mac(ctx).as_deref()),
         pcrs: PcrValues {
             bank: fortros_wire::tpm::ALG_SHA256,
             values: Vec::new(),
         },
         policy: None,
         actions: Vec::new(),
-        extensions: Vec::new(),
+        extensions,
     };
 
-    // Without a [network] section the org is unreachable: a measure-only
-    // node (as in the flash tests). Said on the console, not a failure.
-    let outcome = if ctx.config.network.is_none() {
-        log::warn!("no [network] in the config: enrollment skipped");
-        Ok((
-            "skipped: no [network] in the config".to_string(),
-            None,
-            None,
-        ))
-    } else {
-        enroll(ctx, &mut report)
+    let outcome = match no_enrollment(&ctx.config) {
+        Some(Ok(why)) => {
+            log::info!("enrollment {why}");
+            Ok((why, None, None))
+        }
+        Some(Err(why)) => Err(why),
+        None => enroll(ctx, &mut report, &live),
     };
-    let (enrollment, node_id, report_id, result) = match outcome {
-        Ok((what, node_id, report_id)) => (what, node_id, report_id, Ok(())),
-        Err(e) => (format!("failed: {e}"), None, None, Err(e)),
+    let (enrollment, node_id, report_id) = match outcome {
+        Ok(done) => done,
+        Err(e) => {
+            ctx.enroll_failures.push(format!("enrollment: {e}"));
+            (format!("failed: {e}"), None, None)
+        }
     };
+    ctx.apply_failures.extend(apply_failures(&report.actions));
     let line = ConsoleReport {
         report: &report,
         image: inspected.as_ref(),
         enrollment,
         node_id,
         report_id,
+        amt: fortros_wire::report::AmtFacts::from_report(&report).and_then(|r| r.ok()),
     };
     match serde_json::to_string(&line) {
         Ok(json) => println!("FORTROS-REPORT={json}"),
         Err(e) => log::error!("report as JSON: {e}"),
     }
-    result
+    Ok(())
 }
 
 /// Enrolls, applies, posts the outcome. Returns what happened for the
 /// console, the org's node id and report id when known.
 fn enroll(
-    ctx: &BootContext,
+    ctx: &mut BootContext,
     report: &mut Report,
+    live: &crate::hw::mei::probe::LiveMe,
 ) -> Result<(String, Option<u64>, Option<u64>), String> {
     let key = VerifyingKey::from_bytes(&ctx.config.org.public_key_bytes())
         .map_err(|e| format!("org public key: {e}"))?;
@@ -230,10 +243,17 @@ fn enroll(
     let transport =
         DeviceTransport::open(TPM_DEVICE).map_err(|e| format!("TPM {TPM_DEVICE}: {e}"))?;
     let mut tpm = TpmAttester::new(Tpm::new(transport))?;
-    // No stored last serial on the node yet: the nonce binding already
-    // stops replays of older policies within one boot.
+    // The last applied serial, from TPM NV: an older policy is a replay.
+    let last_serial = nv::load_policy_serial(&mut tpm.tpm)
+        .map_err(|e| format!("policy serial in TPM NV: {e}; refusing policies"))?;
+    match last_serial {
+        Some(s) => log::info!("last applied policy serial (TPM NV): {s}"),
+        None => log::warn!(
+            "no policy serial in TPM NV (first enrollment, or the TPM was cleared): starting from 0"
+        ),
+    }
     let enrolled = client
-        .enroll(&mut tpm, report.clone(), None)
+        .enroll(&mut tpm, report.clone(), last_serial)
         .map_err(|e| format!("enroll: {e}"))?;
     let (policy, signed) = match enrolled {
         Enrolled::Pending { node_id, reason } => {
@@ -248,7 +268,37 @@ fn enroll(
         accepted: true,
         reason: None,
     });
-    report.actions.push(apply(&policy.action));
+    let verified =
+        VerifiedPolicy::after_signature_check(Sha256::digest(signed.policy.as_slice()).into());
+    let live_facts = LiveFacts::from_probe(live);
+    let (taken, record) = match &policy.action {
+        PolicyAction::Use { amt } => (
+            crate::amt::apply_use(
+                amt,
+                &policy,
+                live,
+                ctx.config.org.amt_key_bytes(),
+                &tpm.ak_name,
+                &mut tpm.tpm,
+                &mut report.extensions,
+            ),
+            None,
+        ),
+        other => apply(other, |mode| {
+            let mut backup = OrgBackup {
+                client: &client,
+                tpm: &mut tpm,
+                report: report.clone(),
+            };
+            neutralize_here(ctx, mode, verified, &live_facts, &mut backup)
+        }),
+    };
+    report.actions.push(taken);
+    if let Some(ext) = record.as_ref().and_then(ApplyRecord::extension) {
+        report.extensions.push(ext);
+    }
+    nv::store_policy_serial(&mut tpm.tpm, policy.serial)
+        .map_err(|e| format!("recording policy serial {} in TPM NV: {e}", policy.serial))?;
     let ack = client
         .post_outcome(&mut tpm, report.clone())
         .map_err(|e| format!("outcome: {e}"))?;
@@ -267,22 +317,87 @@ fn enroll(
     ))
 }
 
-/// Applies a verified policy. Only `ignore` exists on the node so far.
-fn apply(action: &PolicyAction) -> ActionTaken {
-    match action {
-        PolicyAction::Ignore => ActionTaken {
-            action: "ignore".into(),
-            outcome: Outcome::Done,
-            detail: Some("policy ignore: flash and ME left as they are".into()),
-        },
-        other => ActionTaken {
-            action: format!("{other:?}"),
-            outcome: Outcome::Refused {
-                reason: "not applied: not implemented on the node yet".into(),
-            },
-            detail: None,
-        },
+/// Where boot recovery fetches the original image of an interrupted write
+/// (a digest-only journal): the org's backup of it.
+pub fn org_backup_source(config: &super::config::Config) -> Result<Box<dyn BackupSource>, String> {
+    if config.network.is_none() {
+        return Err("no [network] in the config: the org is unreachable".into());
     }
+    Err(format!(
+        "this agent cannot fetch backups from the org ({}) yet",
+        config.org.url
+    ))
+}
+
+/// Applies a verified policy: `ignore` touches nothing; `neutralize` goes
+/// through [`crate::apply`] (platform check, backup at the org, safe write);
+/// `use` is not built on the node yet.
+fn apply(
+    action: &PolicyAction,
+    neutralize: impl FnOnce(NeutralizeMode) -> ApplyRecord,
+) -> (ActionTaken, Option<ApplyRecord>) {
+    match action {
+        PolicyAction::Ignore => (
+            ActionTaken {
+                action: "ignore".into(),
+                outcome: Outcome::Done,
+                detail: Some("policy ignore: flash and ME left as they are".into()),
+            },
+            None,
+        ),
+        PolicyAction::Neutralize { mode } => {
+            let rec = neutralize(*mode);
+            (rec.action_taken(), Some(rec))
+        }
+        other => (
+            ActionTaken {
+                action: format!("{other:?}"),
+                outcome: Outcome::Refused {
+                    reason: "not applied: not implemented on the node yet".into(),
+                },
+                detail: None,
+            },
+            None,
+        ),
+    }
+}
+
+/// `neutralize` on this node's flash (see [`crate::apply`]).
+fn neutralize_here(
+    ctx: &mut BootContext,
+    mode: NeutralizeMode,
+    policy: VerifiedPolicy,
+    live: &LiveFacts,
+    backup: &mut dyn BackupStore,
+) -> ApplyRecord {
+    let blocked = ctx.flash_write_blocked.clone();
+    let (Some(flash), Some(image)) = (ctx.flash.as_mut(), ctx.image.as_ref()) else {
+        let why = blocked.unwrap_or_else(|| "no flash".into());
+        return crate::apply::refused_without_flash(mode, &why);
+    };
+    // The journal the boot opened ([flash] journal: TPM NV or a file); a
+    // write without one is refused: a power cut could not be detected.
+    let Some(journal) = ctx.journal.as_mut() else {
+        return crate::apply::refused_without_flash(
+            mode,
+            "no [flash] journal in the config: a power cut mid-write could not be \
+             detected, so the flash is not written",
+        );
+    };
+    let req = Request {
+        mode,
+        policy,
+        image,
+        live,
+        write_blocked: blocked.as_deref(),
+        write: WriteOptions::default(),
+    };
+    let rec = neutralize_on_node(&req, flash.as_mut(), journal.as_mut(), backup);
+    match serde_json::to_string(&rec) {
+        Ok(json) => println!("FORTROS-APPLY={json}"),
+        Err(e) => log::error!("apply record as JSON: {e}"),
+    }
+    rec
 }
 
 #[cfg(test)]
@@ -290,23 +405,76 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ignore_is_done_others_refused() {
-        assert_eq!(apply(&PolicyAction::Ignore).outcome, Outcome::Done);
-        let n = apply(&PolicyAction::Neutralize {
-            mode: fortros_wire::policy::NeutralizeMode::DisableBit,
-        });
+    fn ignore_is_done_neutralize_goes_to_apply() {
+        let never = |_| -> ApplyRecord { panic!("ignore must not neutralize") };
+        assert_eq!(apply(&PolicyAction::Ignore, never).0.outcome, Outcome::Done);
+        let (taken, rec) = apply(
+            &PolicyAction::Neutralize {
+                mode: NeutralizeMode::DisableBit,
+            },
+            |mode| crate::apply::refused_without_flash(mode, "test"),
+        );
+        assert!(rec.is_some());
+        assert_eq!(taken.action, "neutralize:disable-bit");
         assert!(
-            matches!(n.outcome, Outcome::Refused { ref reason } if reason.contains("not implemented"))
+            matches!(taken.outcome, Outcome::Refused { ref reason } if reason.contains("test"))
         );
     }
 
     #[test]
-    fn region_limits_are_inclusive() {
-        assert_eq!(region_kind(2), RegionKind::Me);
-        assert_eq!(region_kind(9), RegionKind::Other(9));
-        assert!(digest32("zz").is_none());
-        let f = flash_facts(16, [7; 32], None);
-        assert_eq!(f.size, 16);
-        assert!(f.regions.is_empty());
+    fn refused_and_failed_actions_are_apply_failures() {
+        let act = |outcome| ActionTaken {
+            action: "set-hap".into(),
+            outcome,
+            detail: None,
+        };
+        let lines = apply_failures(&[
+            act(Outcome::Done),
+            act(Outcome::Skipped),
+            act(Outcome::Refused {
+                reason: "descriptor locked".into(),
+            }),
+            act(Outcome::Failed {
+                reason: "verify mismatch".into(),
+                restored: true,
+            }),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "apply set-hap: refused: descriptor locked",
+                "apply set-hap: failed: verify mismatch (original bytes restored)"
+            ]
+        );
+    }
+
+    fn config(toml_head: &str, network: bool) -> Config {
+        let text = format!(
+            "{toml_head}\n[org]\nurl = \"http://10.0.2.2:1\"\npublic_key = \"{}\"\n{}",
+            "ab".repeat(32),
+            if network {
+                "[network]\ninterface = \"eth0\"\n"
+            } else {
+                ""
+            }
+        );
+        Config::parse(&text, "agent.toml").unwrap()
+    }
+
+    #[test]
+    fn no_network_is_an_enrollment_failure_unless_measure_only() {
+        match no_enrollment(&config("", false)) {
+            Some(Err(e)) => assert!(e.contains("no [network]") && e.contains("measure-only")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            no_enrollment(&config("mode = \"measure-only\"", false)),
+            Some(Ok("skipped: mode measure-only".into()))
+        );
+        assert_eq!(
+            no_enrollment(&config("mode = \"measure-only\"", true)),
+            Some(Ok("skipped: mode measure-only".into()))
+        );
+        assert_eq!(no_enrollment(&config("", true)), None);
     }
 }

@@ -67,6 +67,28 @@ pub const MIGRATIONS: &[&str] = &[
         detail   TEXT NOT NULL
     );
     "#,
+    // 2: backups of node flash images, kept before the node writes its flash.
+    r#"
+    CREATE TABLE backups (
+        node_id     INTEGER NOT NULL REFERENCES nodes (id),
+        sha256      BLOB NOT NULL,
+        size        INTEGER NOT NULL,
+        received_at INTEGER NOT NULL,
+        image       BLOB NOT NULL,
+        PRIMARY KEY (node_id, sha256)
+    );
+    "#,
+    // 3: AMT admin credentials the org holds per node (encrypted under
+    // secrets.key; see org/src/amt.rs).
+    r#"
+    CREATE TABLE amt_credentials (
+        node_id             INTEGER PRIMARY KEY REFERENCES nodes (id),
+        username            TEXT NOT NULL,
+        password_encrypted  BLOB NOT NULL,
+        source              TEXT NOT NULL,
+        updated_at          INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this program writes.

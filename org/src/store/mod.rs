@@ -184,6 +184,29 @@ pub struct Event {
     pub detail: String,
 }
 
+/// A flash image a node sent before writing its flash (the image itself is
+/// fetched separately: it may be tens of MiB).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupInfo {
+    pub node_id: u64,
+    #[serde(with = "hex::serde")]
+    pub sha256: Vec<u8>,
+    pub size: u64,
+    pub received_at: i64,
+}
+
+/// An AMT admin credential the org holds for a node (password encrypted
+/// at rest; `crate::amt` decrypts it).
+#[derive(Debug, Clone)]
+pub struct AmtCredential {
+    pub node_id: u64,
+    pub username: String,
+    pub password_encrypted: Vec<u8>,
+    /// "org-policy" or "node-generated".
+    pub source: String,
+    pub updated_at: i64,
+}
+
 /// The registry. See the module comment.
 pub trait Registry: Send + Sync {
     fn put_nonce(&self, nonce: &[u8], issued_at: i64, expires_at: i64) -> StoreResult<()>;
@@ -234,4 +257,15 @@ pub trait Registry: Send + Sync {
 
     fn add_event(&self, node_id: u64, kind: &str, detail: &str, now: i64) -> StoreResult<()>;
     fn events(&self, node_id: u64) -> StoreResult<Vec<Event>>;
+
+    /// Keeps a node's flash image under its SHA-256 (computed by the
+    /// caller over `image`). Returns false when it was already held.
+    fn put_backup(&self, node_id: u64, sha256: &[u8], image: &[u8], now: i64) -> StoreResult<bool>;
+    /// The image of one backup of a node.
+    fn backup(&self, node_id: u64, sha256: &[u8]) -> StoreResult<Option<Vec<u8>>>;
+    /// A node's backups, oldest first.
+    fn backups(&self, node_id: u64) -> StoreResult<Vec<BackupInfo>>;
+    /// Stores (or replaces) a node's AMT credential.
+    fn set_amt_credential(&self, cred: &AmtCredential) -> StoreResult<()>;
+    fn amt_credential(&self, node_id: u64) -> StoreResult<Option<AmtCredential>>;
 }

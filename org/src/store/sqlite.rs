@@ -504,6 +504,91 @@ impl Registry for SqliteRegistry {
             .map_err(|e| self.err(e))?;
         Ok(rows)
     }
+
+    fn put_backup(&self, node_id: u64, sha256: &[u8], image: &[u8], now: i64) -> StoreResult<bool> {
+        let c = self.lock();
+        // The same image twice (a write refused, then retried) is kept once.
+        let n = c
+            .execute(
+                "INSERT OR IGNORE INTO backups (node_id, sha256, size, received_at, image) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![node_id as i64, sha256, image.len() as i64, now, image],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n == 1)
+    }
+
+    fn backup(&self, node_id: u64, sha256: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        let c = self.lock();
+        c.query_row(
+            "SELECT image FROM backups WHERE node_id = ?1 AND sha256 = ?2",
+            params![node_id as i64, sha256],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| self.err(e))
+    }
+
+    fn set_amt_credential(&self, cred: &AmtCredential) -> StoreResult<()> {
+        let c = self.lock();
+        c.execute(
+            "INSERT INTO amt_credentials (node_id, username, password_encrypted, source, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (node_id) DO UPDATE SET \
+             username = ?2, password_encrypted = ?3, source = ?4, updated_at = ?5",
+            params![
+                cred.node_id as i64,
+                cred.username,
+                cred.password_encrypted,
+                cred.source,
+                cred.updated_at
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn amt_credential(&self, node_id: u64) -> StoreResult<Option<AmtCredential>> {
+        let c = self.lock();
+        c.query_row(
+            "SELECT username, password_encrypted, source, updated_at FROM amt_credentials \
+             WHERE node_id = ?1",
+            params![node_id as i64],
+            |r| {
+                Ok(AmtCredential {
+                    node_id,
+                    username: r.get(0)?,
+                    password_encrypted: r.get(1)?,
+                    source: r.get(2)?,
+                    updated_at: r.get(3)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(|e| self.err(e))
+    }
+
+    fn backups(&self, node_id: u64) -> StoreResult<Vec<BackupInfo>> {
+        let c = self.lock();
+        let mut st = c
+            .prepare(
+                "SELECT node_id, sha256, size, received_at FROM backups WHERE node_id = ?1 \
+                 ORDER BY received_at, rowid",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = st
+            .query_map(params![node_id as i64], |r| {
+                Ok(BackupInfo {
+                    node_id: r.get::<_, i64>(0)? as u64,
+                    sha256: r.get(1)?,
+                    size: r.get::<_, i64>(2)? as u64,
+                    received_at: r.get(3)?,
+                })
+            })
+            .map_err(|e| self.err(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        Ok(rows)
+    }
 }
 
 impl SqliteRegistry {
@@ -593,6 +678,32 @@ mod tests {
             "\"Ignore\""
         );
         assert!(r.policy(&PolicyScope::Node(n.id)).unwrap().is_none());
+    }
+
+    #[test]
+    fn backups_are_kept_once_per_node_and_digest() {
+        let r = SqliteRegistry::in_memory().unwrap();
+        let n = r.create_node(&new_node(4)).unwrap();
+        let img = vec![0xA5u8; 8192];
+        assert!(r.put_backup(n.id, &[1; 32], &img, 10).unwrap());
+        assert!(
+            !r.put_backup(n.id, &[1; 32], &img, 11).unwrap(),
+            "kept once"
+        );
+        assert!(r.put_backup(n.id, &[2; 32], &[1, 2, 3], 12).unwrap());
+        assert_eq!(r.backup(n.id, &[1; 32]).unwrap().unwrap(), img);
+        assert!(r.backup(n.id, &[3; 32]).unwrap().is_none());
+        assert!(
+            r.backup(n.id + 1, &[1; 32]).unwrap().is_none(),
+            "other node"
+        );
+        let list = r.backups(n.id).unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!((list[0].size, list[0].received_at), (8192, 10));
+        assert!(
+            r.put_backup(n.id + 7, &[1; 32], &img, 1).is_err(),
+            "unknown node refused (foreign key)"
+        );
     }
 
     #[test]

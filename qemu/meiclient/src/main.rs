@@ -5,6 +5,8 @@
 //!
 //!   meiclient mkhi     firmware versions and FWCAPS rules over MKHI
 //!   meiclient amthi    AMT state over AMTHI
+//!   meiclient lme      APF handshake on the LME client, one HTTP exchange on a
+//!                      channel, then what the connection does after CHANNEL_CLOSE
 //!
 //! Every failure is a RESULT line too (`<client>.error ...`): the tests check
 //! that injected faults end in a clear error, not a hang.
@@ -17,6 +19,7 @@ use std::os::unix::io::AsRawFd;
 const IOCTL_MEI_CONNECT_CLIENT: u64 = 0xC010_4801;
 const MKHI: &str = "8e6a6715-9abc-4043-88ef-9e39c6f63e0f";
 const AMTHI: &str = "12f80028-b4b7-4b2d-aca8-46e0ff65814c";
+const LME: &str = "6733a4db-0476-4e7b-b3af-bcfc29bee7a7";
 /// How long to wait for a reply (the emulator answers in milliseconds).
 const TIMEOUT_MS: i32 = 3000;
 
@@ -71,7 +74,48 @@ fn connect(uuid: &str) -> Result<Conn, String> {
     Ok(Conn { file, max_len })
 }
 
+/// An errno as its name, for RESULT lines.
+fn errno_name(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ENODEV) => "ENODEV".into(),
+        Some(libc::EBUSY) => "EBUSY".into(),
+        Some(libc::ENOTTY) => "ENOTTY".into(),
+        _ => e.to_string(),
+    }
+}
+
 impl Conn {
+    /// One message, no reply expected.
+    fn send(&mut self, req: &[u8]) -> Result<(), String> {
+        self.file
+            .write_all(req)
+            .map_err(|e| format!("write {}", errno_name(&e)))
+    }
+
+    /// Waits for one message.
+    fn recv(&mut self) -> Result<Vec<u8>, String> {
+        let mut pfd = libc::pollfd {
+            fd: self.file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut pfd, 1, TIMEOUT_MS) };
+        if n == 0 {
+            return Err(format!("timeout after {TIMEOUT_MS} ms"));
+        }
+        if n < 0 {
+            return Err(format!("poll: {}", std::io::Error::last_os_error()));
+        }
+        let mut buf = vec![0u8; self.max_len.max(16)];
+        let n = self
+            .file
+            .read(&mut buf)
+            .map_err(|e| format!("read {}", errno_name(&e)))?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
     fn call(&mut self, req: &[u8]) -> Result<Vec<u8>, String> {
         self.file
             .write_all(req)
@@ -217,11 +261,135 @@ fn amthi() -> Result<(), String> {
     Ok(())
 }
 
+fn be32(b: &[u8], i: usize) -> Option<u32> {
+    Some(u32::from_be_bytes([
+        *b.get(i)?,
+        *b.get(i + 1)?,
+        *b.get(i + 2)?,
+        *b.get(i + 3)?,
+    ]))
+}
+
+fn apf_string(v: &mut Vec<u8>, s: &str) {
+    v.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    v.extend_from_slice(s.as_bytes());
+}
+
+/// The host side of the APF handshake; returns the forwarded ports.
+fn lme_handshake(c: &mut Conn) -> Result<Vec<u32>, String> {
+    let mut pv = vec![192u8];
+    for w in [1u32, 0, 9] {
+        pv.extend_from_slice(&w.to_be_bytes());
+    }
+    pv.extend_from_slice(&[0u8; 80]);
+    c.send(&pv)?;
+    let mut ports = Vec::new();
+    loop {
+        let m = c.recv()?;
+        match m.first().copied() {
+            // the ME's version: echo ours
+            Some(192) => c.send(&pv)?,
+            Some(5) => {
+                let mut v = vec![6u8];
+                apf_string(&mut v, "pfwd@amt.intel.com");
+                c.send(&v)?;
+            }
+            Some(80) => {
+                let port = be32(&m, m.len().saturating_sub(4)).ok_or("short GLOBAL_REQUEST")?;
+                ports.push(port);
+                let mut v = vec![81u8];
+                v.extend_from_slice(&port.to_be_bytes());
+                c.send(&v)?;
+            }
+            Some(208) => {
+                let mut v = vec![209u8];
+                v.extend_from_slice(m.get(1..5).ok_or("short KEEPALIVE")?);
+                c.send(&v)?;
+                return Ok(ports);
+            }
+            other => return Err(format!("handshake: unexpected APF {other:?}")),
+        }
+    }
+}
+
+fn lme() -> Result<(), String> {
+    let mut c = connect(LME)?;
+    result("lme.connect", format!("ok max_len={}", c.max_len));
+    let ports = lme_handshake(&mut c)?;
+    result(
+        "lme.ports",
+        ports
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    // CHANNEL_OPEN forwarded-tcpip to the web port, our channel 1
+    let mut open = vec![90u8];
+    apf_string(&mut open, "forwarded-tcpip");
+    for w in [1u32, 4096, 0xFFFF_FFFF] {
+        open.extend_from_slice(&w.to_be_bytes());
+    }
+    apf_string(&mut open, "::1");
+    open.extend_from_slice(&ports.first().copied().unwrap_or(16992).to_be_bytes());
+    apf_string(&mut open, "::1");
+    open.extend_from_slice(&123u32.to_be_bytes());
+    c.send(&open)?;
+    let m = c.recv()?;
+    if m.first() != Some(&91) {
+        return Err(format!("CHANNEL_OPEN answered with APF {:?}", m.first()));
+    }
+    let theirs = be32(&m, 5).ok_or("short confirmation")?;
+    let http = b"POST /wsman HTTP/1.1\r\nHost: ::1:16992\r\nContent-Length: 0\r\n\r\n";
+    let mut data = vec![94u8];
+    data.extend_from_slice(&theirs.to_be_bytes());
+    data.extend_from_slice(&(http.len() as u32).to_be_bytes());
+    data.extend_from_slice(http);
+    c.send(&data)?;
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        let m = c.recv()?;
+        if m.first() == Some(&94) {
+            got.extend_from_slice(m.get(9..).unwrap_or(&[]));
+        }
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    result("lme.http_status", text.split(' ').nth(1).unwrap_or("?"));
+    if let Some(i) = text.find("realm=\"") {
+        let r = &text[i + 7..];
+        result("lme.realm", r.split('"').next().unwrap_or(""));
+    }
+    let mut close = vec![97u8];
+    close.extend_from_slice(&theirs.to_be_bytes());
+    c.send(&close)?;
+    loop {
+        match c.recv() {
+            Ok(m) if m.first() == Some(&97) => {
+                result("lme.close", "ok");
+                break;
+            }
+            Ok(_) => continue,
+            Err(e) => return Err(format!("waiting for CHANNEL_CLOSE: {e}")),
+        }
+    }
+    // the ME ends the MEI connection after a channel closes
+    match c.recv() {
+        Ok(m) => result("lme.after_close", format!("message {:?}", m.first())),
+        Err(e) => result("lme.after_close", e),
+    }
+    drop(c);
+    let mut c = connect(LME)?;
+    let ports = lme_handshake(&mut c)?;
+    result("lme.rehandshake", format!("ok {}", ports.len()));
+    Ok(())
+}
+
 fn main() {
     for cmd in std::env::args().skip(1) {
         let r = match cmd.as_str() {
             "mkhi" => mkhi(),
             "amthi" => amthi(),
+            "lme" => lme(),
             other => Err(format!("unknown command {other}")),
         };
         if let Err(e) = r {

@@ -4,6 +4,8 @@
 //! scenario's faults. Transport-free: [`crate::vfio`] forwards QEMU's register
 //! accesses here, and unit tests drive it directly as the driver would.
 
+use crate::amt::lme::LmeSession;
+use crate::amt::{AmtModel, SharedAmt};
 use crate::clients::{clients_for, ClientKind, MeClient};
 use crate::hbm::{self, reply, HostMsg, MsgHeader};
 use crate::regs::*;
@@ -29,6 +31,10 @@ pub enum Event {
     MeReset,
     /// The host broke the protocol; the text says how.
     ProtocolError(String),
+    /// Something notable in an LME (APF) session.
+    Lme(String),
+    /// The ME disconnected a client connection itself (HBM disconnect request).
+    MeDisconnect { me_addr: u8, host_addr: u8 },
 }
 
 /// One open connection between a host client and an ME client.
@@ -40,6 +46,11 @@ struct Conn {
     pending: VecDeque<Vec<u8>>,
     /// Reassembly of a fragmented host -> ME message.
     rx: Vec<u8>,
+    /// The APF session, on LME connections.
+    lme: Option<LmeSession>,
+    /// The ME disconnects this connection once `pending` is delivered and
+    /// the host asks for more (reads or writes again).
+    drop_after_flush: bool,
 }
 
 /// Counters of one scenario fault.
@@ -52,6 +63,7 @@ struct FaultState {
 /// The emulated ME.
 pub struct MeDevice {
     scenario: Resolved,
+    amt: SharedAmt,
     clients: Vec<MeClient>,
     // host side of H_CSR
     h_ie: bool,
@@ -74,11 +86,19 @@ pub struct MeDevice {
 }
 
 impl MeDevice {
+    /// A device with its own in-memory AMT model.
     pub fn new(scenario: Resolved) -> MeDevice {
+        let amt = AmtModel::shared(&scenario);
+        MeDevice::with_amt(scenario, amt)
+    }
+
+    /// A device sharing `amt` (state file, remote port) with others.
+    pub fn with_amt(scenario: Resolved, amt: SharedAmt) -> MeDevice {
         let clients = clients_for(&scenario);
         let faults = vec![FaultState::default(); scenario.scenario.faults.len()];
         MeDevice {
             scenario,
+            amt,
             clients,
             h_ie: false,
             h_is: false,
@@ -100,6 +120,11 @@ impl MeDevice {
 
     pub fn scenario(&self) -> &Resolved {
         &self.scenario
+    }
+
+    /// The AMT model behind AMTHI and the LME.
+    pub fn amt(&self) -> &SharedAmt {
+        &self.amt
     }
 
     /// What happened so far.
@@ -344,7 +369,18 @@ impl MeDevice {
                 };
                 self.send(0, 0, &reply::connect(me_addr, host_addr, status));
                 if status == hbm::CONNECT_SUCCESS {
-                    self.conns.insert((me_addr, host_addr), Conn::default());
+                    let lme = self
+                        .clients
+                        .iter()
+                        .find(|c| c.addr == me_addr && c.kind == ClientKind::Lme)
+                        .map(|c| LmeSession::new(c.props.max_msg_length as usize));
+                    self.conns.insert(
+                        (me_addr, host_addr),
+                        Conn {
+                            lme,
+                            ..Conn::default()
+                        },
+                    );
                     // one send credit: the host may now write one message
                     self.send(0, 0, &reply::flow_control(me_addr, host_addr));
                 }
@@ -359,6 +395,13 @@ impl MeDevice {
                     None => debug!("flow control for closed connection {me_addr}/{host_addr}"),
                 }
                 self.flush(me_addr, host_addr);
+                let due = self
+                    .conns
+                    .get(&(me_addr, host_addr))
+                    .is_some_and(|c| c.drop_after_flush && c.pending.is_empty());
+                if due {
+                    self.me_disconnect(me_addr, host_addr);
+                }
             }
             HostMsg::MeStop | HostMsg::DisconnectRes { .. } | HostMsg::Notify { .. } => {}
         }
@@ -405,10 +448,23 @@ impl MeDevice {
             return;
         }
         let req = std::mem::take(&mut conn.rx);
+        if conn.drop_after_flush {
+            // the ME already decided to drop this connection
+            info!(
+                "ME drops connection {}/{}: message discarded",
+                hdr.me_addr, hdr.host_addr
+            );
+            self.me_disconnect(hdr.me_addr, hdr.host_addr);
+            return;
+        }
         self.events.push(Event::Request {
             client: client.kind,
             bytes: req.clone(),
         });
+        if client.kind == ClientKind::Lme {
+            self.lme_data(key, &req);
+            return;
+        }
         let fault = self.fault_for(client.kind);
         if let Some(f) = &fault {
             info!("fault: {:?} on {:?}", f.0, client.kind);
@@ -423,7 +479,7 @@ impl MeDevice {
         }
         // The ME consumed the message: the host may send the next one.
         self.send(0, 0, &reply::flow_control(hdr.me_addr, hdr.host_addr));
-        let answer = client.kind.answer(&req, &self.scenario);
+        let answer = client.kind.answer(&req, &self.scenario, &self.amt);
         let answer = match (answer, fault) {
             (_, Some((FaultAction::Timeout, _))) => None,
             (Some(r), Some((FaultAction::Truncate, _))) => Some(r.into_iter().take(2).collect()),
@@ -439,6 +495,37 @@ impl MeDevice {
             }
             self.flush(hdr.me_addr, hdr.host_addr);
         }
+    }
+
+    /// One APF frame on an LME connection: the session answers with any
+    /// number of frames (sent as the host grants read credits).
+    fn lme_data(&mut self, key: (u8, u8), req: &[u8]) {
+        self.send(0, 0, &reply::flow_control(key.0, key.1));
+        let amt = self.amt.clone();
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
+        let Some(session) = conn.lme.as_mut() else {
+            return;
+        };
+        let out = session.handle(req, &amt);
+        conn.pending.extend(out.frames);
+        if out.drop_client {
+            conn.drop_after_flush = true;
+        }
+        for n in out.notes {
+            self.events.push(Event::Lme(n));
+        }
+        self.flush(key.0, key.1);
+    }
+
+    /// The ME ends a connection (HBM CLIENT_DISCONNECT_REQ from the ME side);
+    /// the driver answers and its client sees ENODEV.
+    fn me_disconnect(&mut self, me_addr: u8, host_addr: u8) {
+        info!("ME disconnects client connection {me_addr}/{host_addr}");
+        self.conns.remove(&(me_addr, host_addr));
+        self.events.push(Event::MeDisconnect { me_addr, host_addr });
+        self.send(0, 0, &reply::me_disconnect(me_addr, host_addr));
     }
 
     /// The first scenario fault that applies to this request of `kind`, if
@@ -476,101 +563,9 @@ impl MeDevice {
 mod tests {
     use super::*;
     use crate::clients::amthi;
-    use crate::scenario::Scenario;
 
     /// Plays the mei_me driver's side of the registers.
-    struct Host {
-        dev: MeDevice,
-    }
-
-    impl Host {
-        fn new(toml: &str) -> Host {
-            let s = Scenario::from_toml(toml).unwrap().resolve().unwrap();
-            let mut h = Host {
-                dev: MeDevice::new(s),
-            };
-            // link bring-up: RST|IG|IS|IE, wait ME_RDY, release, RDY|IE|IG
-            h.dev.bar0_write(H_CSR, CSR_RST | CSR_IG | CSR_IS | CSR_IE);
-            assert!(h.dev.bar0_read(ME_CSR_HA) & CSR_RDY != 0);
-            assert!(h.dev.irq_level());
-            h.dev.bar0_write(H_CSR, CSR_IG | CSR_IS | CSR_IE);
-            h.dev.bar0_write(H_CSR, CSR_RDY | CSR_IE | CSR_IG);
-            h
-        }
-
-        /// Writes one fragment and rings the doorbell.
-        fn write(&mut self, me: u8, host: u8, payload: &[u8], complete: bool) {
-            let hdr = MsgHeader {
-                me_addr: me,
-                host_addr: host,
-                length: payload.len() as u16,
-                complete,
-                internal: false,
-            };
-            self.dev.bar0_write(H_CB_WW, hdr.encode());
-            for w in payload.chunks(4) {
-                let mut b = [0u8; 4];
-                b[..w.len()].copy_from_slice(w);
-                self.dev.bar0_write(H_CB_WW, u32::from_le_bytes(b));
-            }
-            self.dev
-                .bar0_write(H_CSR, CSR_IS | CSR_IE | CSR_RDY | CSR_IG);
-        }
-
-        /// Drains the ME buffer (refilling through the doorbell) and returns
-        /// the reassembled messages as (me, host, bytes).
-        fn read_all(&mut self) -> Vec<(u8, u8, Vec<u8>)> {
-            let mut out = Vec::new();
-            let mut partial: Vec<u8> = Vec::new();
-            loop {
-                let me_csr = self.dev.bar0_read(ME_CSR_HA);
-                let filled = ((me_csr >> 16) as u8).wrapping_sub((me_csr >> 8) as u8);
-                if filled == 0 {
-                    self.dev
-                        .bar0_write(H_CSR, CSR_IS | CSR_IE | CSR_RDY | CSR_IG);
-                    let me_csr = self.dev.bar0_read(ME_CSR_HA);
-                    if (me_csr >> 16) as u8 == (me_csr >> 8) as u8 {
-                        return out;
-                    }
-                    continue;
-                }
-                let hdr = MsgHeader::parse(self.dev.bar0_read(ME_CB_RW)).unwrap();
-                let mut bytes = Vec::new();
-                for _ in 0..usize::from(hdr.length).div_ceil(4) {
-                    bytes.extend_from_slice(&self.dev.bar0_read(ME_CB_RW).to_le_bytes());
-                }
-                bytes.truncate(usize::from(hdr.length));
-                partial.extend_from_slice(&bytes);
-                if hdr.complete {
-                    out.push((hdr.me_addr, hdr.host_addr, std::mem::take(&mut partial)));
-                }
-            }
-        }
-
-        fn bus(&mut self, m: &[u8]) -> Vec<Vec<u8>> {
-            self.write(0, 0, m, true);
-            self.read_all().into_iter().map(|(_, _, b)| b).collect()
-        }
-
-        fn connect(&mut self, me: u8, host: u8) {
-            let r = self.bus(&[0x06, me, host, 0]);
-            assert_eq!(r[0], vec![0x86, me, host, 0]);
-            assert_eq!(r[1], vec![0x08, me, host, 0, 0, 0, 0, 0]);
-        }
-
-        /// Sends a request, grants one read credit, returns the client's reply.
-        fn request(&mut self, me: u8, host: u8, req: &[u8]) -> Option<Vec<u8>> {
-            for (i, c) in req.chunks(MAX_FRAGMENT).enumerate() {
-                let last = (i + 1) * MAX_FRAGMENT >= req.len();
-                self.write(me, host, c, last);
-            }
-            self.write(0, 0, &[0x08, me, host, 0, 0, 0, 0, 0], true);
-            self.read_all()
-                .into_iter()
-                .find(|(m, h, _)| (*m, *h) == (me, host))
-                .map(|(_, _, b)| b)
-        }
-    }
+    type Host = crate::hostsim::HostSim;
 
     #[test]
     fn handshake_enumerates_the_scenario_clients() {
@@ -578,11 +573,14 @@ mod tests {
         assert_eq!(h.bus(&[0x01, 0, 2, 2]), vec![vec![0x81, 0, 0, 2]]);
         let r = h.bus(&[0x04, 3]);
         assert_eq!(r[0][4], 0x80); // addr 7
-        assert_eq!(r[0][5], 0x03); // addrs 8, 9
+        assert_eq!(r[0][5], 0x07); // addrs 8, 9 (AMTHI), 10 (LME)
         let r = h.bus(&[0x05, 9]);
         assert_eq!(&r[0][..4], &[0x85, 9, 0, 0]);
         assert_eq!(r[0][4], 0x28); // AMTHI uuid_le starts 28 00 f8 12
         let r = h.bus(&[0x05, 10]);
+        assert_eq!(&r[0][4..8], &[0xDB, 0xA4, 0x33, 0x67]); // LME 6733a4db-...
+        assert_eq!(&r[0][24..], &4096u32.to_le_bytes());
+        let r = h.bus(&[0x05, 12]);
         assert_eq!(r[0][2], 1); // not found
     }
 

@@ -215,6 +215,11 @@ pub mod reply {
         vec![CLIENT_CONNECT_REQ | RESPONSE, me_addr, host_addr, status]
     }
 
+    /// CLIENT_DISCONNECT_REQ from the ME: it ends a connection itself.
+    pub fn me_disconnect(me_addr: u8, host_addr: u8) -> Vec<u8> {
+        vec![CLIENT_DISCONNECT_REQ, me_addr, host_addr, 0]
+    }
+
     pub fn disconnect(me_addr: u8, host_addr: u8) -> Vec<u8> {
         vec![CLIENT_DISCONNECT_REQ | RESPONSE, me_addr, host_addr, 0]
     }

@@ -12,9 +12,12 @@
 //! - [`clients`]: MKHI and AMTHI answers;
 //! - [`scenario`]: the TOML scenario.
 
+pub mod amt;
 pub mod clients;
 pub mod device;
 pub mod hbm;
+#[doc(hidden)]
+pub mod hostsim;
 pub mod pci;
 pub mod regs;
 pub mod scenario;

@@ -226,6 +226,45 @@ pub struct Amt {
     /// GetLanInterfaceSettings, index 0 wired, 1 wireless.
     #[serde(default = "default_lan")]
     pub lan: Vec<Lan>,
+    /// AMT 19+: local ports TLS only (IsChangeToAMTEnabled bit 6; the LME
+    /// forwards 16993/664). TLS over APF is not emulated.
+    #[serde(default)]
+    pub tls_enforced: bool,
+    /// AMT enabled (operational state, ME >= 16.1).
+    #[serde(default = "yes")]
+    pub operational: bool,
+    /// SetAmtOperationalState allowed (IsChangeToAMTEnabled bit 0).
+    #[serde(default = "yes")]
+    pub change_allowed: bool,
+    /// Whether the ME offers the "state independence" client (watchdog GUID,
+    /// IsChangeToAMTEnabled); default: firmware 16.1 or newer.
+    pub state_independence: Option<bool>,
+    /// Provisioned scenarios: the admin password someone else set (default:
+    /// a random one nobody knows).
+    pub admin_password: Option<String>,
+    /// The digest realm (default: "Digest:" + 32 random hex digits, fixed
+    /// in the state file).
+    pub realm: Option<String>,
+    /// AMT_GeneralSettings.HostName.
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    /// What the LME does after a CHANNEL_CLOSE: "keep", "reset" or
+    /// "disconnect" (docs/test-node.md).
+    #[serde(default = "default_on_close")]
+    pub lme_on_channel_close: crate::amt::OnChannelClose,
+    /// The receive window the LME grants per channel (bytes).
+    #[serde(default = "default_window")]
+    pub lme_window: u32,
+}
+
+fn default_hostname() -> String {
+    "fortros-node".into()
+}
+fn default_on_close() -> crate::amt::OnChannelClose {
+    crate::amt::OnChannelClose::Disconnect
+}
+fn default_window() -> u32 {
+    4096
 }
 
 fn yes() -> bool {
@@ -258,6 +297,15 @@ impl Default for Amt {
             bios_version: default_bios(),
             code_versions: default_code_versions(),
             lan: default_lan(),
+            tls_enforced: false,
+            operational: true,
+            change_allowed: true,
+            state_independence: None,
+            admin_password: None,
+            realm: None,
+            hostname: default_hostname(),
+            lme_on_channel_close: default_on_close(),
+            lme_window: default_window(),
         }
     }
 }
@@ -319,6 +367,10 @@ pub enum FaultClient {
     /// The MKHI "fix" client the kernel queries at probe (sysfs fw_ver).
     MkhiFix,
     Amthi,
+    /// Faults on the LME are not applied (its answers are a session, not
+    /// one reply); the variant exists so scenarios can name every client.
+    Lme,
+    StateIndependence,
 }
 
 /// What the ME does instead of a good reply.
@@ -448,6 +500,17 @@ impl Scenario {
             amt_uuid,
             lan,
         })
+    }
+}
+
+impl Resolved {
+    /// Whether the ME offers the state-independence (watchdog GUID) client:
+    /// as the scenario says, else on firmware 16.1 and newer.
+    pub fn has_state_independence(&self) -> bool {
+        let a = &self.scenario.amt;
+        a.present
+            && a.state_independence
+                .unwrap_or(self.code.major > 16 || (self.code.major == 16 && self.code.minor >= 1))
     }
 }
 

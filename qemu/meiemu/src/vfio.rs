@@ -198,6 +198,17 @@ pub struct Listener {
 impl Listener {
     /// Binds `socket` (which must not exist) for one QEMU connection.
     pub fn bind(socket: &Path, scenario: Resolved) -> Result<Listener, VfioError> {
+        let amt = crate::amt::AmtModel::shared(&scenario);
+        Listener::bind_with_amt(socket, scenario, amt)
+    }
+
+    /// As [`Listener::bind`], with an AMT model shared with others (the
+    /// state file, the remote port).
+    pub fn bind_with_amt(
+        socket: &Path,
+        scenario: Resolved,
+        amt: crate::amt::SharedAmt,
+    ) -> Result<Listener, VfioError> {
         let path = socket.display().to_string();
         let server =
             Server::new(socket, true, irqs(), regions()).map_err(|source| VfioError::Socket {
@@ -210,7 +221,7 @@ impl Listener {
             server,
             path,
             backend: Backend {
-                dev: MeDevice::new(scenario),
+                dev: MeDevice::with_amt(scenario, amt),
                 cfg,
                 intx: None,
                 level: false,

@@ -54,16 +54,6 @@ impl FileFlash {
             block,
         })
     }
-
-    fn io(&self, op: &'static str, offset: u64, len: u64, source: std::io::Error) -> FlashError {
-        FlashError::Io {
-            device: self.name(),
-            op,
-            offset,
-            len,
-            source,
-        }
-    }
 }
 
 impl Flash for FileFlash {
@@ -84,7 +74,7 @@ impl Flash for FileFlash {
         check_range(&self.name(), offset, len, self.size)?;
         self.file
             .read_exact_at(buf, offset)
-            .map_err(|e| self.io("read", offset, len, e))
+            .map_err(|e| self.io_error("read", offset, len, e))
     }
 
     fn erase(&mut self, offset: u64, len: u64) -> Result<(), FlashError> {
@@ -94,7 +84,7 @@ impl Flash for FileFlash {
         while at < offset + len {
             self.file
                 .write_all_at(&ones, at)
-                .map_err(|e| self.io("erase", at, u64::from(self.block), e))?;
+                .map_err(|e| self.io_error("erase", at, u64::from(self.block), e))?;
             at += u64::from(self.block);
         }
         Ok(())
@@ -105,12 +95,12 @@ impl Flash for FileFlash {
         check_range(&self.name(), offset, len, self.size)?;
         self.file
             .write_all_at(data, offset)
-            .map_err(|e| self.io("write", offset, len, e))?;
+            .map_err(|e| self.io_error("write", offset, len, e))?;
         // The write is only done when it is on the disk: a power cut after
         // this point must not lose it (the journal relies on that order).
         self.file
             .sync_data()
-            .map_err(|e| self.io("sync", offset, len, e))
+            .map_err(|e| self.io_error("sync", offset, len, e))
     }
 }
 

@@ -152,21 +152,11 @@ impl FlashromFlash {
         self.dir.path().join(name)
     }
 
-    fn io(&self, op: &'static str, offset: u64, len: u64, source: std::io::Error) -> FlashError {
-        FlashError::Io {
-            device: self.name(),
-            op,
-            offset,
-            len,
-            source,
-        }
-    }
-
     /// Writes a layout file naming `offset..offset+len` and returns its path.
     fn layout(&self, offset: u64, len: u64) -> Result<String, FlashError> {
         let p = self.path("layout.txt");
         let text = format!("{:08x}:{:08x} {REGION}\n", offset, offset + len - 1);
-        std::fs::write(&p, text).map_err(|e| self.io("layout file", offset, len, e))?;
+        std::fs::write(&p, text).map_err(|e| self.io_error("layout file", offset, len, e))?;
         Ok(p.display().to_string())
     }
 
@@ -174,13 +164,14 @@ impl FlashromFlash {
     fn image_with(&self, offset: u64, data: &[u8]) -> Result<String, FlashError> {
         let p = self.path("write.bin");
         let len = data.len() as u64;
-        let mut f = std::fs::File::create(&p).map_err(|e| self.io("image file", offset, len, e))?;
+        let mut f =
+            std::fs::File::create(&p).map_err(|e| self.io_error("image file", offset, len, e))?;
         let mut img = vec![0xFFu8; self.size as usize];
         if let Some(dst) = img.get_mut(offset as usize..(offset + len) as usize) {
             dst.copy_from_slice(data);
         }
         f.write_all(&img)
-            .map_err(|e| self.io("image file", offset, len, e))?;
+            .map_err(|e| self.io_error("image file", offset, len, e))?;
         Ok(p.display().to_string())
     }
 }
@@ -213,7 +204,7 @@ impl Flash for FlashromFlash {
             let layout = self.layout(offset, len)?;
             self.run("read", &["-l", &layout, "-i", REGION, "-r", &out_s])?;
         }
-        let all = std::fs::read(&out).map_err(|e| self.io("read result", offset, len, e))?;
+        let all = std::fs::read(&out).map_err(|e| self.io_error("read result", offset, len, e))?;
         let got = all
             .get(offset as usize..(offset + len) as usize)
             .ok_or_else(|| FlashError::Flashrom {

@@ -2,10 +2,12 @@
 //! cleared after the last verified write. If the power is cut in between,
 //! the next boot finds it and [`super::recovery`] finishes or rolls back.
 //!
-//! A record names every block the write touches, with the SHA-256 of its old
-//! and new contents, and (when the store has room) the bytes themselves. The
-//! file store keeps the bytes; a TPM NV store would keep only the digests and
-//! fetch the bytes from the org, which keeps the original image.
+//! A record names every run of changed erase blocks the write touches (an
+//! "entry"), with the SHA-256 of its old and new contents, and (when the
+//! store has room) the bytes themselves. The file store keeps the bytes; the
+//! TPM NV store ([`super::nv_journal`]) keeps only the digests, the org keeps
+//! the original image. A store with room for few entries gets spans: runs
+//! merged with the unchanged blocks between them ([`super::plan::coalesce`]).
 //!
 //! Encoding (all little-endian), ending with a SHA-256 of everything before it
 //! so a torn journal write is recognised rather than trusted:
@@ -14,11 +16,13 @@
 //! "FRJRNL\0\x01"  magic + format version (8 bytes)
 //! u64 device size, u32 erase block size
 //! [32] old image SHA-256, [32] new image SHA-256
-//! u32 block count, then per block:
+//! u32 entry count, then per entry (block-aligned, inside the device):
 //!   u64 offset, u32 length, [32] old SHA-256, [32] new SHA-256,
 //!   u8 flags (bit 0 old bytes follow, bit 1 new bytes follow), [length] old, [length] new
 //! [32] SHA-256 of all the bytes above
 //! ```
+//!
+//! Without bytes: 120 bytes plus 77 per entry.
 
 use super::sha256;
 use std::io::Write;
@@ -28,6 +32,10 @@ const MAGIC: &[u8; 8] = b"FRJRNL\x00\x01";
 /// The largest block a record may describe (16 MiB, the biggest erase any
 /// SPI chip has and far above the 4 KiB–64 KiB seen in practice).
 const MAX_BLOCK: u32 = 16 << 20;
+/// Size of a record without entries (header and trailing digest).
+pub const RECORD_FIXED_BYTES: usize = 8 + 8 + 4 + 32 + 32 + 4 + 32;
+/// Size of one entry without bytes.
+pub const ENTRY_BYTES: usize = 8 + 4 + 32 + 32 + 1;
 
 /// One block the write will touch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +66,14 @@ pub struct JournalRecord {
 pub enum JournalError {
     #[error("journal record at offset {offset:#x}: {what}")]
     Malformed { offset: usize, what: String },
+    /// The store could not keep the record (a TPM error, no room).
+    #[error("journal {store}: {what}")]
+    Store { store: String, what: String },
+    /// The stored record is incomplete: its write was cut. The engine
+    /// erases nothing before the record is stored and read back, so the
+    /// write it announced never began.
+    #[error("journal {store}: torn record ({what})")]
+    Torn { store: String, what: String },
     #[error("journal {path}: {op}: {source}")]
     Io {
         path: String,
@@ -191,11 +207,8 @@ impl JournalRecord {
             let entry_at = r.at;
             let offset = r.u64("block offset")?;
             let len = r.u32("block length")?;
-            if len == 0 || len > MAX_BLOCK {
-                return Err(malformed(
-                    entry_at,
-                    format!("block {i}: length {len:#x} out of bounds"),
-                ));
+            if len == 0 {
+                return Err(malformed(entry_at, format!("block {i}: length 0")));
             }
             if offset
                 .checked_add(u64::from(len))
@@ -204,6 +217,12 @@ impl JournalRecord {
                 return Err(malformed(
                     entry_at,
                     format!("block {i}: {offset:#x}+{len:#x} is outside the device of size {device_size:#x}"),
+                ));
+            }
+            if offset % u64::from(block_size) != 0 || len % block_size != 0 {
+                return Err(malformed(
+                    entry_at,
+                    format!("block {i}: {offset:#x}+{len:#x} is not aligned to the block size {block_size:#x}"),
                 ));
             }
             let old_sha256 = r.array("old block digest")?;
@@ -264,6 +283,11 @@ pub trait Journal {
     fn name(&self) -> String;
     /// Whether the store keeps block bytes (so recovery needs nothing else).
     fn keeps_data(&self) -> bool;
+    /// How many entries a record may have (`None`: no limit). The engine
+    /// merges runs into spans to fit.
+    fn max_entries(&self) -> Option<usize> {
+        None
+    }
     /// The pending record, if a write was in progress.
     fn load(&mut self) -> Result<Option<JournalRecord>, JournalError>;
     /// Records a write about to start.

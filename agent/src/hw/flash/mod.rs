@@ -9,7 +9,7 @@
 //! - [`access`]: whether the descriptor lets the host (BIOS master) write a region.
 //! - [`write`]: the safe write engine (authorize, erase/write only changed
 //!   blocks, read back, retry, restore on failure).
-//! - [`journal`] and [`recovery`]: a write journal so that a power cut in the
+//! - [`journal`], [`nv_journal`] and [`recovery`]: a write journal (file or TPM NV) so that a power cut in the
 //!   middle of a write is finished or rolled back on the next boot.
 //!
 //! See `docs/flash.md`.
@@ -19,6 +19,7 @@ pub mod file;
 pub mod flashrom;
 pub mod journal;
 pub mod mtd;
+pub mod nv_journal;
 pub mod plan;
 pub mod recovery;
 pub mod write;
@@ -86,6 +87,22 @@ pub enum FlashError {
 pub trait Flash {
     /// A short human name for messages: `/dev/mtd0`, `image.bin`, `flashrom dummy`.
     fn name(&self) -> String;
+    /// An I/O error naming this device, the operation and the range.
+    fn io_error(
+        &self,
+        op: &'static str,
+        offset: u64,
+        len: u64,
+        source: std::io::Error,
+    ) -> FlashError {
+        FlashError::Io {
+            device: self.name(),
+            op,
+            offset,
+            len,
+            source,
+        }
+    }
     /// Size of the chip in bytes.
     fn size(&self) -> u64;
     /// The smallest unit that can be erased, in bytes (a power of two).

@@ -227,21 +227,11 @@ impl MtdFlash {
         })
     }
 
-    fn io(&self, op: &'static str, offset: u64, len: u64, source: std::io::Error) -> FlashError {
-        FlashError::Io {
-            device: self.name(),
-            op,
-            offset,
-            len,
-            source,
-        }
-    }
-
     fn check_writable(&self, op: &'static str, offset: u64, len: u64) -> Result<(), FlashError> {
         if self.writable {
             Ok(())
         } else {
-            Err(self.io(
+            Err(self.io_error(
                 op,
                 offset,
                 len,
@@ -270,7 +260,7 @@ impl Flash for MtdFlash {
         check_range(&self.name(), offset, len, self.size())?;
         self.file
             .read_exact_at(buf, offset)
-            .map_err(|e| self.io("read", offset, len, e))
+            .map_err(|e| self.io_error("read", offset, len, e))
     }
     fn erase(&mut self, offset: u64, len: u64) -> Result<(), FlashError> {
         check_erase(&self.name(), offset, len, self.size(), self.info.erasesize)?;
@@ -291,7 +281,7 @@ impl Flash for MtdFlash {
                 )
             };
             if rc != 0 {
-                return Err(self.io(
+                return Err(self.io_error(
                     "MEMERASE",
                     at,
                     u64::from(self.info.erasesize),
@@ -308,7 +298,7 @@ impl Flash for MtdFlash {
         self.check_writable("write", offset, len)?;
         self.file
             .write_all_at(data, offset)
-            .map_err(|e| self.io("write", offset, len, e))?;
+            .map_err(|e| self.io_error("write", offset, len, e))?;
         // mtdchar has no fsync; block2mtd syncs on close. Best effort here.
         // SAFETY: fsync on an fd we own.
         unsafe { libc::fsync(self.file.as_raw_fd()) };

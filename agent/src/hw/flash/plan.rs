@@ -65,9 +65,54 @@ pub fn runs(blocks: &[ChangedBlock]) -> Vec<(u64, u64)> {
     out
 }
 
+/// Merges runs until at most `max` remain, closing the smallest gaps first
+/// (a journal with room for few entries then describes spans that include
+/// the unchanged blocks between runs; those are equal in the old and the new
+/// image, so a span's digests still tell old from new). `max` 0 counts as 1.
+pub fn coalesce(runs: &[(u64, u64)], max: usize) -> Vec<(u64, u64)> {
+    let max = max.max(1);
+    if runs.len() <= max {
+        return runs.to_vec();
+    }
+    // Keep the (max - 1) widest gaps as cuts; close every other gap.
+    let mut gaps: Vec<(u64, usize)> = runs
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| (w[1].0.saturating_sub(w[0].0 + w[0].1), i))
+        .collect();
+    gaps.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut cut_after: Vec<usize> = gaps.iter().take(max - 1).map(|g| g.1).collect();
+    cut_after.sort_unstable();
+    let mut out = Vec::with_capacity(max);
+    let mut start = 0;
+    for end in cut_after.into_iter().chain([runs.len() - 1]) {
+        if let (Some(first), Some(last)) = (runs.get(start), runs.get(end)) {
+            out.push((first.0, last.0 + last.1 - first.0));
+        }
+        start = end + 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coalesce_closes_the_smallest_gaps_first() {
+        let r = [
+            (0, 0x1000),
+            (0x2000, 0x1000),
+            (0x10000, 0x1000),
+            (0x11000 + 0x1000, 0x1000),
+        ];
+        assert_eq!(coalesce(&r, 4), r.to_vec());
+        assert_eq!(coalesce(&r, 9), r.to_vec());
+        assert_eq!(coalesce(&r, 2), vec![(0, 0x3000), (0x10000, 0x3000)]);
+        assert_eq!(coalesce(&r, 1), vec![(0, 0x13000)]);
+        assert_eq!(coalesce(&r, 0), vec![(0, 0x13000)]);
+        assert_eq!(coalesce(&[], 3), vec![]);
+    }
 
     #[test]
     fn identical_images_change_nothing() {

@@ -14,7 +14,7 @@
 
 use super::access::{AccessError, DescriptorAccess};
 use super::journal::{Journal, JournalBlock, JournalError, JournalRecord};
-use super::plan::{changed_blocks, runs, PlanError};
+use super::plan::{changed_blocks, coalesce, runs, PlanError};
 use super::{sha256, Flash, FlashError};
 
 /// Proof that the org's policy signature was checked. Only the policy
@@ -224,27 +224,36 @@ pub fn write_image(
         }
     }
 
+    // The journal names runs (or, for a small store, spans of runs).
     let keep = journal.keeps_data();
+    let entries = match journal.max_entries() {
+        Some(max) => coalesce(&runs, max),
+        None => runs.clone(),
+    };
+    let mut journal_entries = Vec::with_capacity(entries.len());
+    for &(offset, len) in &entries {
+        let o = slice(old, offset, len);
+        let n = slice(new, offset, len);
+        journal_entries.push(JournalBlock {
+            offset,
+            len: u32::try_from(len).map_err(|_| {
+                WriteError::Journal(JournalError::Store {
+                    store: journal.name(),
+                    what: format!("span {offset:#x}+{len:#x} is longer than 4 GiB"),
+                })
+            })?,
+            old_sha256: sha256(o),
+            new_sha256: sha256(n),
+            old: keep.then(|| o.to_vec()),
+            new: keep.then(|| n.to_vec()),
+        });
+    }
     journal.store(&JournalRecord {
         device_size: old.len() as u64,
         block_size: block,
         old_image_sha256: old_sha,
         new_image_sha256: sha256(new),
-        blocks: blocks
-            .iter()
-            .map(|b| {
-                let o = slice(old, b.offset, u64::from(b.len));
-                let n = slice(new, b.offset, u64::from(b.len));
-                JournalBlock {
-                    offset: b.offset,
-                    len: b.len,
-                    old_sha256: sha256(o),
-                    new_sha256: sha256(n),
-                    old: keep.then(|| o.to_vec()),
-                    new: keep.then(|| n.to_vec()),
-                }
-            })
-            .collect(),
+        blocks: journal_entries,
     })?;
     log::info!(
         "{device}: writing {} changed blocks of {block:#x} in {} runs (journal: {})",
@@ -255,7 +264,14 @@ pub fn write_image(
 
     for (i, &(offset, len)) in runs.iter().enumerate() {
         match write_verified(flash, offset, slice(new, offset, len), options.attempts) {
-            Ok(n) => report.attempts += n,
+            Ok(n) => {
+                report.attempts += n;
+                log::info!(
+                    "{device}: run {}/{} at {offset:#x}+{len:#x} written and verified",
+                    i + 1,
+                    runs.len()
+                );
+            }
             Err(cause) => {
                 log::error!("{device}: run at {offset:#x} failed: {cause}; restoring");
                 // Restore every run touched so far, this one included.
@@ -322,6 +338,16 @@ pub(crate) mod tests {
         }
     }
 
+    /// The engine with a full authorization for `old` and default options.
+    fn write(
+        f: &mut MemFlash,
+        j: &mut MemoryJournal,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<WriteReport, WriteError> {
+        write_image(f, j, old, new, &auth(old), WriteOptions::default())
+    }
+
     pub(crate) fn auth(old: &[u8]) -> WriteAuthorization {
         WriteAuthorization {
             policy: VerifiedPolicy::after_signature_check([9; 32]),
@@ -347,15 +373,7 @@ pub(crate) mod tests {
         let new = changed(&old, &[0x1000 + 5, 0x2000 + 9, 0x9000]);
         let mut f = MemFlash::new(old.clone(), 4096);
         let mut j = MemoryJournal::default();
-        let r = write_image(
-            &mut f,
-            &mut j,
-            &old,
-            &new,
-            &auth(&old),
-            WriteOptions::default(),
-        )
-        .unwrap();
+        let r = write(&mut f, &mut j, &old, &new).unwrap();
         assert_eq!(f.bytes, new);
         assert_eq!(r.blocks_written, vec![0x1000, 0x2000, 0x9000]);
         assert_eq!(r.runs, vec![(0x1000, 0x2000), (0x9000, 0x1000)]);
@@ -435,15 +453,7 @@ pub(crate) mod tests {
         on_chip[0x3010] = 0;
         let mut f = MemFlash::new(on_chip.clone(), 4096);
         let mut j = MemoryJournal::default();
-        let e = write_image(
-            &mut f,
-            &mut j,
-            &old,
-            &new,
-            &auth(&old),
-            WriteOptions::default(),
-        )
-        .unwrap_err();
+        let e = write(&mut f, &mut j, &old, &new).unwrap_err();
         assert!(
             matches!(e, WriteError::FlashChanged { offset: 0x3010, .. }),
             "{e}"
@@ -458,15 +468,7 @@ pub(crate) mod tests {
         let mut f = MemFlash::new(old.clone(), 4096);
         f.corrupt_writes = vec![(0x5000, 1)];
         let mut j = MemoryJournal::default();
-        let r = write_image(
-            &mut f,
-            &mut j,
-            &old,
-            &new,
-            &auth(&old),
-            WriteOptions::default(),
-        )
-        .unwrap();
+        let r = write(&mut f, &mut j, &old, &new).unwrap();
         assert_eq!(r.attempts, 2);
         assert_eq!(f.bytes, new);
     }
@@ -479,15 +481,7 @@ pub(crate) mod tests {
         // The second run (0x8000) fails 3 times; the first was already written.
         f.corrupt_writes = vec![(0x8000, 3)];
         let mut j = MemoryJournal::default();
-        let e = write_image(
-            &mut f,
-            &mut j,
-            &old,
-            &new,
-            &auth(&old),
-            WriteOptions::default(),
-        )
-        .unwrap_err();
+        let e = write(&mut f, &mut j, &old, &new).unwrap_err();
         assert!(
             matches!(e, WriteError::FailedRestored { offset: 0x8000, .. }),
             "{e}"
@@ -503,15 +497,7 @@ pub(crate) mod tests {
         let mut f = MemFlash::new(old.clone(), 4096);
         f.fail_from_write = Some(0);
         let mut j = MemoryJournal::default();
-        let e = write_image(
-            &mut f,
-            &mut j,
-            &old,
-            &new,
-            &auth(&old),
-            WriteOptions::default(),
-        )
-        .unwrap_err();
+        let e = write(&mut f, &mut j, &old, &new).unwrap_err();
         assert!(matches!(e, WriteError::FailedNotRestored { .. }), "{e}");
         let rec = j.load().unwrap().expect("journal kept");
         assert_eq!(rec.blocks.len(), 1);
@@ -524,15 +510,7 @@ pub(crate) mod tests {
         let new = changed(&old, &[0x2_0001]);
         let mut f = MemFlash::new(old.clone(), 65536);
         let mut j = MemoryJournal::default();
-        let r = write_image(
-            &mut f,
-            &mut j,
-            &old,
-            &new,
-            &auth(&old),
-            WriteOptions::default(),
-        )
-        .unwrap();
+        let r = write(&mut f, &mut j, &old, &new).unwrap();
         assert_eq!(r.blocks_written, vec![0x2_0000]);
         assert_eq!(f.erased(), vec![0x2_0000]);
         assert_eq!(f.bytes, new);

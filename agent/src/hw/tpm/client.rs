@@ -101,7 +101,7 @@ impl<T: Transport> Tpm<T> {
         }
     }
 
-    fn call<R>(
+    pub(super) fn call<R>(
         &mut self,
         command: &'static str,
         c: Command,

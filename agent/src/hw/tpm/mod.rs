@@ -14,6 +14,7 @@
 pub mod client;
 pub mod frame;
 pub mod identity;
+pub mod nv;
 pub mod transport;
 
 pub use client::{Tpm, TpmError};

@@ -6,7 +6,9 @@
 
 pub mod amthi;
 pub mod mkhi;
+pub mod state_independence;
 
+use crate::amt::SharedAmt;
 use crate::hbm::ClientProps;
 use crate::scenario::{parse_uuid_le, FaultClient, Resolved};
 
@@ -17,6 +19,12 @@ pub const MKHI_UUID: &str = "8e6a6715-9abc-4043-88ef-9e39c6f63e0f";
 pub const MKHI_FIX_UUID: &str = "55213584-9a29-4916-badf-0fb7ed682aeb";
 /// AMT host interface (PTHI).
 pub const AMTHI_UUID: &str = "12f80028-b4b7-4b2d-aca8-46e0ff65814c";
+/// LME: the APF tunnel to AMT's local ports.
+pub const LME_UUID: &str = "6733a4db-0476-4e7b-b3af-bcfc29bee7a7";
+/// "Watchdog" / state independence: AMT operational state (ME >= 16.1).
+pub const STATE_INDEPENDENCE_UUID: &str = "05b79a6f-4628-4d7f-899d-a91514cb32ab";
+/// The LME client's max message length (one APF frame).
+pub const LME_MAX_MSG: u32 = 4096;
 
 /// Which model answers a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +32,9 @@ pub enum ClientKind {
     Mkhi,
     MkhiFix,
     Amthi,
+    /// Stateful: answered by an [`crate::amt::lme::LmeSession`] per connection.
+    Lme,
+    StateIndependence,
 }
 
 /// One ME client on the emulated bus.
@@ -40,14 +51,19 @@ impl ClientKind {
             ClientKind::Mkhi => FaultClient::Mkhi,
             ClientKind::MkhiFix => FaultClient::MkhiFix,
             ClientKind::Amthi => FaultClient::Amthi,
+            ClientKind::Lme => FaultClient::Lme,
+            ClientKind::StateIndependence => FaultClient::StateIndependence,
         }
     }
 
     /// The reply to one complete request, or `None` when the model stays silent.
-    pub fn answer(self, req: &[u8], s: &Resolved) -> Option<Vec<u8>> {
+    /// The LME is not answered here (see [`crate::amt::lme`]).
+    pub fn answer(self, req: &[u8], s: &Resolved, amt: &SharedAmt) -> Option<Vec<u8>> {
         match self {
             ClientKind::Mkhi | ClientKind::MkhiFix => mkhi::answer(req, s),
-            ClientKind::Amthi => Some(amthi::answer(req, s)),
+            ClientKind::Amthi => Some(amthi::answer(req, s, amt)),
+            ClientKind::StateIndependence => Some(state_independence::answer(req, amt)),
+            ClientKind::Lme => None,
         }
     }
 
@@ -66,6 +82,13 @@ impl ClientKind {
                     *c ^= 0x01;
                 }
             }
+            // another sub-command
+            ClientKind::StateIndependence => {
+                if let Some(c) = reply.get_mut(2) {
+                    *c ^= 0x01;
+                }
+            }
+            ClientKind::Lme => {}
         }
         reply
     }
@@ -86,6 +109,11 @@ impl ClientKind {
                 }
                 reply.extend_from_slice(&status.to_le_bytes());
             }
+            ClientKind::StateIndependence => {
+                reply.resize(4, 0);
+                reply.extend_from_slice(&status.to_le_bytes());
+            }
+            ClientKind::Lme => {}
         }
         reply
     }
@@ -123,6 +151,18 @@ pub fn clients_for(s: &Resolved) -> Vec<MeClient> {
             kind: ClientKind::Amthi,
             props: props(AMTHI_UUID, 4156),
         });
+        v.push(MeClient {
+            addr: 10,
+            kind: ClientKind::Lme,
+            props: props(LME_UUID, LME_MAX_MSG),
+        });
+    }
+    if s.has_state_independence() {
+        v.push(MeClient {
+            addr: 11,
+            kind: ClientKind::StateIndependence,
+            props: props(STATE_INDEPENDENCE_UUID, 512),
+        });
     }
     v
 }
@@ -148,13 +188,16 @@ mod tests {
     #[test]
     fn status_fault_replaces_the_payload() {
         let s = Scenario::default().resolve().unwrap();
-        let r = ClientKind::Mkhi.answer(&[0xFF, 0x02, 0, 0], &s).unwrap();
+        let amt = crate::amt::AmtModel::shared(&s);
+        let r = ClientKind::Mkhi
+            .answer(&[0xFF, 0x02, 0, 0], &s, &amt)
+            .unwrap();
         assert_eq!(
             ClientKind::Mkhi.with_status(r, 0x89),
             vec![0xFF, 0x82, 0, 0x89]
         );
         let req = amthi::request(amthi::GET_PROVISIONING_STATE, &[]);
-        let r = ClientKind::Amthi.answer(&req, &s).unwrap();
+        let r = ClientKind::Amthi.answer(&req, &s, &amt).unwrap();
         let r = ClientKind::Amthi.with_status(r, 2);
         assert_eq!(r.len(), 16);
         assert_eq!(&r[12..], &2u32.to_le_bytes());

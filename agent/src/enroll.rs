@@ -13,13 +13,18 @@
 //!
 //! The TPM is reached through [`Attester`], so the same code runs with the
 //! real TPM client, swtpm, or a software stand-in in unit tests.
+//!
+//! `https://` org URLs need the org's certificate pinned
+//! ([`crate::enroll_tls::OrgTrust`]); no system CA store is ever used.
 
+use crate::enroll_tls::{OrgTrust, PinnedConnector, PinnedOrg, TrustError};
 use ed25519_dalek::VerifyingKey;
 use fortros_wire::envelope::{PolicyExpectation, ReportEvidence, SignedPolicy};
 use fortros_wire::exchange::*;
 use fortros_wire::{Bytes, Policy, Report};
 use sha2::{Digest, Sha256};
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest answer read from the org.
@@ -42,6 +47,11 @@ pub trait Attester {
 pub enum EnrollError {
     #[error("org {url}: {reason}")]
     Transport { url: String, reason: String },
+    /// The TLS handshake met a certificate that is not the pinned one.
+    #[error("org {url}: TLS certificate refused: {reason}")]
+    Certificate { url: String, reason: String },
+    #[error("org TLS: {0}")]
+    Trust(#[from] TrustError),
     #[error("org {url} refused (HTTP {status}): {reason}")]
     Refused {
         url: String,
@@ -75,20 +85,48 @@ pub struct EnrollClient {
     base: String,
     org_key: VerifyingKey,
     agent: ureq::Agent,
+    /// The certificate check of https connections; `None`: http only.
+    tls: Option<Arc<PinnedOrg>>,
 }
 
 impl EnrollClient {
     /// `base` is the org's URL (`http://10.0.0.1:8443`); `org_key` the
-    /// org's public key from the initramfs configuration.
+    /// org's public key from the initramfs configuration. Plain http only:
+    /// an `https://` base needs [`EnrollClient::with_trust`].
     pub fn new(base: &str, org_key: VerifyingKey) -> Self {
-        let agent = ureq::AgentBuilder::new()
+        Self::build(base, org_key, None)
+    }
+
+    /// A client whose https connections accept only the org `trust` pins.
+    pub fn with_trust(
+        base: &str,
+        org_key: VerifyingKey,
+        trust: &OrgTrust,
+    ) -> Result<Self, EnrollError> {
+        let (config, verifier) = trust.client_config()?;
+        Ok(Self::build(base, org_key, Some((config, verifier))))
+    }
+
+    fn build(
+        base: &str,
+        org_key: VerifyingKey,
+        tls: Option<(rustls::ClientConfig, Arc<PinnedOrg>)>,
+    ) -> Self {
+        let builder = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .build();
+            .timeout(Duration::from_secs(60));
+        let (builder, verifier) = match tls {
+            Some((config, verifier)) => (
+                builder.tls_connector(Arc::new(PinnedConnector(Arc::new(config)))),
+                Some(verifier),
+            ),
+            None => (builder, None),
+        };
         EnrollClient {
             base: base.trim_end_matches('/').to_string(),
             org_key,
-            agent,
+            agent: builder.build(),
+            tls: verifier,
         }
     }
 
@@ -103,6 +141,13 @@ impl EnrollClient {
 
     fn post_limited(&self, path: &str, body: &[u8], limit: u64) -> Result<Vec<u8>, EnrollError> {
         let url = format!("{}{}", self.base, path);
+        // ureq has no TLS of its own: https goes through the pinned connector.
+        if self.tls.is_none() && !url.starts_with("http://") {
+            return Err(EnrollError::Certificate {
+                url,
+                reason: "https needs the org certificate pinned (org_ca or org_cert_sha256)".into(),
+            });
+        }
         let resp = match self
             .agent
             .post(&url)
@@ -119,10 +164,13 @@ impl EnrollClient {
                 });
             }
             Err(e) => {
+                if let Some(reason) = self.tls.as_ref().and_then(|v| v.last_refusal()) {
+                    return Err(EnrollError::Certificate { url, reason });
+                }
                 return Err(EnrollError::Transport {
                     url,
                     reason: e.to_string(),
-                })
+                });
             }
         };
         let mut out = Vec::new();

@@ -15,6 +15,7 @@ pub mod apply;
 pub mod boot;
 pub mod cli;
 pub mod enroll;
+pub mod enroll_tls;
 pub mod hw;
 pub mod image;
 pub mod report_facts;

@@ -35,7 +35,13 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Create the org keys, a default org.toml and the registry.
-    Init,
+    Init {
+        /// Also create a self-signed TLS certificate for HOST (the name or
+        /// IP address nodes use), set it in org.toml and print its SHA-256
+        /// for the nodes' agent.toml (org_cert_sha256).
+        #[arg(long, value_name = "HOST")]
+        tls_self_signed: Option<String>,
+    },
     /// Run the enrollment service.
     Serve {
         /// Listen address (default from org.toml: loopback).
@@ -231,7 +237,7 @@ pub(crate) fn open_registry(dir: &Path) -> Result<SqliteRegistry, Failure> {
 pub fn run(cli: Cli) -> CliResult {
     let dir = cli.dir.as_path();
     match cli.cmd {
-        Cmd::Init => init(dir),
+        Cmd::Init { tls_self_signed } => init(dir, tls_self_signed.as_deref()),
         Cmd::Serve { listen } => serve(dir, listen),
         Cmd::Policy(PolicyCmd::Set {
             scope,
@@ -398,7 +404,7 @@ fn redact(spec: &PolicySpec) -> serde_json::Value {
     v
 }
 
-fn init(dir: &Path) -> CliResult {
+fn init(dir: &Path, tls_host: Option<&str>) -> CliResult {
     let keys = OrgKeys::init(dir).map_err(op)?;
     OrgConfig::write_default(dir).map_err(op)?;
     open_registry(dir)?;
@@ -408,6 +414,9 @@ fn init(dir: &Path) -> CliResult {
         dir.join(PUBLIC_KEY_FILE).display(),
         hex::encode(keys.verifying().as_bytes())
     );
+    if let Some(host) = tls_host {
+        init_tls(dir, host)?;
+    }
     let amt_pub = hex::encode(crate::amt::seal_public(&keys.secrets));
     let amt_path = dir.join(crate::amt::AMT_PUBLIC_KEY_FILE);
     std::fs::write(&amt_path, format!("{amt_pub}\n"))
@@ -417,6 +426,63 @@ fn init(dir: &Path) -> CliResult {
         amt_path.display()
     );
     Ok(())
+}
+
+/// Files `init --tls-self-signed` writes, in the org folder.
+const TLS_CERT_FILE: &str = "tls-cert.pem";
+const TLS_KEY_FILE: &str = "tls-key.pem";
+
+/// A self-signed certificate for `host`, named in org.toml.
+fn init_tls(dir: &Path, host: &str) -> CliResult {
+    let config = OrgConfig::load(dir).map_err(input)?;
+    if let Some(cert) = &config.tls_cert {
+        return Err(input(format!(
+            "org.toml already names tls_cert {}: not replaced",
+            cert.display()
+        )));
+    }
+    let (cert_path, key_path) = (dir.join(TLS_CERT_FILE), dir.join(TLS_KEY_FILE));
+    for p in [&cert_path, &key_path] {
+        if p.exists() {
+            return Err(input(format!("{} exists: not overwritten", p.display())));
+        }
+    }
+    let made = crate::tls::self_signed(host).map_err(input)?;
+    write_private(&key_path, made.key_pem.as_bytes())?;
+    std::fs::write(&cert_path, &made.cert_pem)
+        .map_err(|e| op(format!("{}: {e}", cert_path.display())))?;
+    let toml_path = dir.join(crate::config::CONFIG_FILE);
+    let mut text = std::fs::read_to_string(&toml_path)
+        .map_err(|e| op(format!("{}: {e}", toml_path.display())))?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "tls_cert = \"{TLS_CERT_FILE}\"\ntls_key = \"{TLS_KEY_FILE}\"\n"
+    ));
+    std::fs::write(&toml_path, text).map_err(|e| op(format!("{}: {e}", toml_path.display())))?;
+    println!(
+        "TLS certificate for {host} (self-signed): {}",
+        cert_path.display()
+    );
+    println!(
+        "TLS certificate SHA-256: {}  (agent.toml [org]: org_cert_sha256)",
+        made.fingerprint
+    );
+    Ok(())
+}
+
+/// Writes a file only its owner may read (a private key).
+fn write_private(path: &Path, bytes: &[u8]) -> CliResult {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(bytes))
+        .map_err(|e| op(format!("{}: {e}", path.display())))
 }
 
 /// Builds the exchange from the org folder.
@@ -458,12 +524,14 @@ pub fn load_org(dir: &Path) -> Result<(Org, OrgConfig), Failure> {
 fn serve(dir: &Path, listen: Option<String>) -> CliResult {
     let (org, config) = load_org(dir)?;
     let listen = listen.unwrap_or(config.listen.clone());
-    if config.tls_cert.is_some() {
-        return Err(input(
-            "TLS is not built into this version: put a TLS proxy in front (see docs/operator-guide.md)",
-        ));
-    }
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::load(cert, key).map_err(input)?),
+        _ => None,
+    };
     let rt = tokio::runtime::Runtime::new().map_err(op)?;
+    if let Some(tls) = tls {
+        return rt.block_on(serve_tls(org, &listen, tls));
+    }
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
@@ -479,6 +547,28 @@ fn serve(dir: &Path, listen: Option<String>) -> CliResult {
         .await
         .map_err(op)
     })
+}
+
+/// `serve` with the certificate of org.toml.
+async fn serve_tls(org: Org, listen: &str, tls: crate::tls::ServerTls) -> CliResult {
+    let listener =
+        std::net::TcpListener::bind(listen).map_err(|e| op(format!("listen {listen}: {e}")))?;
+    listener.set_nonblocking(true).map_err(op)?;
+    let addr = listener.local_addr().map_err(op)?;
+    log::info!(
+        "fortros-org serving on https://{addr}, TLS certificate SHA-256 {}",
+        tls.fingerprint
+    );
+    eprintln!("fortros-org: serving on https://{addr}");
+    eprintln!(
+        "fortros-org: TLS certificate SHA-256 {} (agent.toml [org]: org_cert_sha256)",
+        tls.fingerprint
+    );
+    crate::server::serve_tls(Arc::new(org), listener, tls.config, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .map_err(op)
 }
 
 /// The last enrollment report of a node, decoded.

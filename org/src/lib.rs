@@ -10,6 +10,7 @@
 //! - [`diff`]: what changed between two reports of a node.
 //! - [`keys`], [`config`]: the org folder.
 //! - [`export`]: network-block rules for ME MACs and AMT ports.
+//! - [`tls`]: the service's TLS certificate (rustls, ring).
 //! - [`amt`]: AMT credentials held per node, and power control through AMT.
 //! - [`cli`]: the `fortros-org` subcommands.
 //!
@@ -26,3 +27,4 @@ pub mod keys;
 pub mod policy;
 pub mod server;
 pub mod store;
+pub mod tls;

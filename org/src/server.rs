@@ -1,6 +1,7 @@
 //! The HTTP face of the exchange: POST routes carrying postcard
 //! bodies. Registry work runs on blocking threads (SQLite is synchronous).
-//! Refusals answer 400/403 with one line of text saying why.
+//! Refusals answer 400/403 with one line of text saying why. Plain HTTP
+//! ([`serve`]) or TLS ([`serve_tls`], rustls through axum-server).
 
 use crate::exchange::{ExchangeError, Org};
 use axum::body::Bytes as Body;
@@ -41,6 +42,30 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     axum::serve(listener, router(org))
         .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// How long open requests may take to finish once shutdown is asked for.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves over TLS until the listener fails or `shutdown` resolves. Each
+/// handshake runs on its own task, so a slow client does not hold up others.
+pub async fn serve_tls(
+    org: Arc<Org>,
+    listener: std::net::TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopper.graceful_shutdown(Some(GRACE));
+    });
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+    axum_server::from_tcp_rustls(listener, config)
+        .handle(handle)
+        .serve(router(org).into_make_service())
         .await
 }
 
@@ -106,6 +131,8 @@ async fn fetch_backup(State(org): State<Arc<Org>>, body: Body) -> Response {
 /// A server on its own runtime thread (tests, benchmarks, `serve`).
 pub struct Running {
     pub addr: std::net::SocketAddr,
+    /// Serving TLS (the URL is https).
+    pub tls: bool,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
@@ -113,6 +140,23 @@ pub struct Running {
 impl Running {
     /// Binds `addr` (port 0: an ephemeral port) and serves in the background.
     pub fn start(org: Arc<Org>, addr: &str) -> std::io::Result<Running> {
+        Self::start_with(org, addr, None)
+    }
+
+    /// As [`Running::start`], over TLS.
+    pub fn start_tls(
+        org: Arc<Org>,
+        addr: &str,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<Running> {
+        Self::start_with(org, addr, Some(tls))
+    }
+
+    fn start_with(
+        org: Arc<Org>,
+        addr: &str,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<Running> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -121,24 +165,32 @@ impl Running {
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let is_tls = tls.is_some();
         let thread = std::thread::spawn(move || {
             rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(std_listener)?;
-                serve(org, listener, async {
+                let stop = async move {
                     let _ = rx.await;
-                })
-                .await
+                };
+                match tls {
+                    Some(tls) => serve_tls(org, std_listener, tls, stop).await,
+                    None => {
+                        let listener = tokio::net::TcpListener::from_std(std_listener)?;
+                        serve(org, listener, stop).await
+                    }
+                }
             })
         });
         Ok(Running {
             addr,
+            tls: is_tls,
             stop: Some(tx),
             thread: Some(thread),
         })
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Stops accepting, finishes open requests, joins the thread.

@@ -6,8 +6,12 @@
 //! mode = "enroll"              # default; "measure-only": measure, never enroll
 //!
 //! [org]
-//! url = "http://10.0.2.100:18080"
+//! url = "http://10.0.2.2:18080"
 //! public_key = "<64 hex digits: the org's ed25519 public key>"
+//! # https: pin the org's TLS certificate (no system CA store is used)
+//! org_cert_sha256 = "<64 hex digits, as fortros-org prints it>"
+//! org_ca = "/etc/fortros/org.pem"   # or: the org's certificate / its CA (PEM)
+//! allow_http = true            # plain http beyond loopback and 10.0.2.2
 //! amt_key = "<64 hex digits: the org's X25519 AMT seal key (amt.pub)>"  # optional
 //!
 //! [failure]
@@ -99,6 +103,19 @@ pub struct Org {
     pub url: String,
     /// Hex of the org's 32-byte ed25519 public key (checked at parse).
     pub public_key: String,
+
+    // TLS to the org: an https URL needs one of the two pins. Plain http
+    // is allowed to loopback and to QEMU's user-net host (10.0.2.2) only,
+    // unless `allow_http` says otherwise.
+    /// PEM file in the initramfs: the org's certificate, or its CA.
+    #[serde(default)]
+    pub org_ca: Option<String>,
+    /// SHA-256 of the org's certificate (hex; colons allowed).
+    #[serde(default)]
+    pub org_cert_sha256: Option<String>,
+    /// Allow plain http to any org address.
+    #[serde(default)]
+    pub allow_http: bool,
     /// Hex of the org's X25519 key that AMT passwords generated on the node
     /// are sealed to (`fortros-org init` writes it to `amt.pub`).
     #[serde(default)]
@@ -118,6 +135,32 @@ impl Org {
             .and_then(|v| v.try_into().ok())
             .unwrap_or([0; 32])
     }
+
+    /// The TLS pins (reads `org_ca`).
+    pub fn trust(&self) -> Result<crate::enroll_tls::OrgTrust, crate::enroll_tls::TrustError> {
+        crate::enroll_tls::OrgTrust::load(self.org_ca.as_deref(), self.org_cert_sha256.as_deref())
+    }
+}
+
+/// The host of an http(s) URL (no brackets around IPv6).
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if let Some(v6) = host_port.strip_prefix('[') {
+        return v6.split_once(']').map(|(h, _)| h);
+    }
+    Some(host_port.split(':').next().unwrap_or(host_port))
+}
+
+/// Hosts plain http may reach without `allow_http`: this machine, and the
+/// host of QEMU's user network (tests and demos).
+fn http_allowed_by_default(host: &str) -> bool {
+    host == "localhost"
+        || host == "10.0.2.2"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// What to do when enrollment or policy application fails.
@@ -284,6 +327,40 @@ pub struct Module {
     pub params: String,
 }
 
+/// https needs a pin; http needs a local org or `allow_http`.
+fn check_org_transport(org: &Org) -> Result<(), String> {
+    if let Some(f) = &org.org_cert_sha256 {
+        crate::enroll_tls::parse_fingerprint(f).map_err(|e| e.to_string())?;
+    }
+    if let Some(ca) = &org.org_ca {
+        if !ca.starts_with('/') {
+            return Err(format!(
+                "org_ca {ca:?} must be an absolute path in the initramfs"
+            ));
+        }
+    }
+    let host = url_host(&org.url).filter(|h| !h.is_empty());
+    let Some(host) = host else {
+        return Err(format!("{:?} names no host", org.url));
+    };
+    if org.url.starts_with("https://") {
+        if org.org_ca.is_none() && org.org_cert_sha256.is_none() {
+            return Err(format!(
+                "{:?} is https but no org certificate is pinned: set org_cert_sha256 or org_ca \
+                 (no system CA store is used)",
+                org.url
+            ));
+        }
+    } else if !org.allow_http && !http_allowed_by_default(host) {
+        return Err(format!(
+            "{:?} is plain http to {host}: use https with a pinned certificate, or set \
+             allow_http = true (plain http is allowed by default to loopback and 10.0.2.2 only)",
+            org.url
+        ));
+    }
+    Ok(())
+}
+
 impl Config {
     /// Parses and validates a config; `path` only names it in errors.
     pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
@@ -302,6 +379,7 @@ impl Config {
                 format!("{:?} is not an http(s) URL", cfg.org.url),
             ));
         }
+        check_org_transport(&cfg.org).map_err(|what| invalid("org.url", what))?;
         match hex::decode(&cfg.org.public_key) {
             Ok(k) if k.len() == 32 => {}
             _ => {
@@ -395,7 +473,7 @@ mod tests {
         format!(
             r#"
 [org]
-url = "http://10.0.2.100:18080"
+url = "http://10.0.2.2:18080"
 public_key = "{KEY}"
 
 [failure]
@@ -451,7 +529,9 @@ params = "block2mtd=/dev/vda,4096"
     #[test]
     fn minimal_config_takes_safe_defaults() {
         let c = Config::parse(
-            &format!("[org]\nurl = \"https://org.example\"\npublic_key = \"{KEY}\"\n"),
+            &format!(
+                "[org]\nurl = \"https://org.example\"\npublic_key = \"{KEY}\"\norg_cert_sha256 = \"{KEY}\"\n"
+            ),
             "a",
         )
         .unwrap();
@@ -495,7 +575,7 @@ params = "block2mtd=/dev/vda,4096"
         let rel = full().replace("\"/boot/vmlinuz\"", "\"boot/vmlinuz\"");
         assert!(Config::parse(&rel, "a").is_err());
 
-        let url = full().replace("http://10.0.2.100:18080", "10.0.2.100");
+        let url = full().replace("http://10.0.2.2:18080", "10.0.2.2");
         assert!(Config::parse(&url, "a")
             .unwrap_err()
             .to_string()
@@ -528,5 +608,46 @@ params = "block2mtd=/dev/vda,4096"
             .unwrap_err()
             .to_string()
             .contains("/nonexistent/agent.toml"));
+    }
+
+    fn org(url: &str, extra: &str) -> Result<Config, ConfigError> {
+        Config::parse(
+            &format!("[org]\nurl = \"{url}\"\npublic_key = \"{KEY}\"\n{extra}"),
+            "agent.toml",
+        )
+    }
+
+    #[test]
+    fn https_needs_a_pinned_org_certificate() {
+        let e = org("https://org.example:8443", "").unwrap_err().to_string();
+        assert!(e.contains("org.url") && e.contains("pinned"), "{e}");
+        let pin = format!("org_cert_sha256 = \"{}\"", "AB:".repeat(31) + "AB");
+        let c = org("https://org.example:8443", &pin).unwrap();
+        assert!(c.org.trust().unwrap().is_pinned());
+        assert!(org("https://org.example", "org_ca = \"/etc/fortros/org.pem\"").is_ok());
+        let e = org("https://org.example", "org_ca = \"org.pem\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("absolute"), "{e}");
+        let e = org("https://org.example", "org_cert_sha256 = \"abcd\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("org_cert_sha256"), "{e}");
+    }
+
+    #[test]
+    fn plain_http_only_to_local_orgs_unless_allowed() {
+        for ok in [
+            "http://127.0.0.1:8443",
+            "http://localhost/",
+            "http://[::1]:80",
+            "http://10.0.2.2:18080",
+        ] {
+            assert!(org(ok, "").is_ok(), "{ok}");
+        }
+        let e = org("http://10.0.0.5:8443", "").unwrap_err().to_string();
+        assert!(e.contains("plain http") && e.contains("allow_http"), "{e}");
+        assert!(org("http://10.0.0.5:8443", "allow_http = true").is_ok());
+        assert!(org("http://user@127.0.0.1.evil.example/", "").is_err());
     }
 }

@@ -233,7 +233,13 @@ fn enroll(
 ) -> Result<(String, Option<u64>, Option<u64>), String> {
     let key = VerifyingKey::from_bytes(&ctx.config.org.public_key_bytes())
         .map_err(|e| format!("org public key: {e}"))?;
-    let client = EnrollClient::new(&ctx.config.org.url, key);
+    let trust = ctx
+        .config
+        .org
+        .trust()
+        .map_err(|e| format!("org TLS: {e}"))?;
+    let client = EnrollClient::with_trust(&ctx.config.org.url, key, &trust)
+        .map_err(|e| format!("enroll: {e}"))?;
     let transport =
         DeviceTransport::open(TPM_DEVICE).map_err(|e| format!("TPM {TPM_DEVICE}: {e}"))?;
     let mut tpm = TpmAttester::new(Tpm::new(transport))?;

@@ -1,0 +1,330 @@
+//! TLS to the org with a pinned certificate: the initramfs has no system
+//! CA store, and a node must talk to its own org only. agent.toml pins the
+//! org either by the SHA-256 of its certificate (`org_cert_sha256`) or by a
+//! PEM file (`org_ca`) holding the org's certificate itself or the CA that
+//! issued it; with both, both must hold.
+//!
+//! - A certificate listed in `org_ca` (or matching the fingerprint) is
+//!   accepted as it is: the pin names that exact certificate, so neither
+//!   its names nor its dates are checked (a preboot node's clock may be
+//!   wrong). The TLS handshake still proves the server holds its key.
+//! - Any other certificate must chain to a certificate of `org_ca` and name
+//!   the host of the org URL, checked by webpki (dates included).
+//!
+//! A refusal names the expected and the actual fingerprint; the client
+//! reads it back through [`PinnedOrg::last_refusal`] to say so plainly.
+//!
+//! ureq is built without its own TLS (no built-in root list in the
+//! binary): [`PinnedConnector`] is its only way to speak TLS.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    StreamOwned,
+};
+use sha2::{Digest, Sha256};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    #[error("org_ca {path}: {reason}")]
+    CaFile { path: String, reason: String },
+    #[error("org_cert_sha256: {0:?} is not a SHA-256 fingerprint (64 hex digits, colons allowed)")]
+    Fingerprint(String),
+    #[error("TLS setup: {0}")]
+    Tls(String),
+}
+
+/// How the org's certificate is recognised.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrgTrust {
+    /// SHA-256 of the org certificate (DER).
+    pub cert_sha256: Option<[u8; 32]>,
+    /// Certificates (DER) from `org_ca`: the org's own, or its CA.
+    pub ca: Vec<Vec<u8>>,
+    /// Where `ca` came from, for messages.
+    pub ca_path: Option<String>,
+}
+
+/// Hex SHA-256 of a certificate, as `fortros-org` prints it.
+pub fn fingerprint(der: &[u8]) -> String {
+    hex::encode(Sha256::digest(der))
+}
+
+/// Parses a fingerprint: 64 hex digits, upper or lower case, colons
+/// allowed (as `openssl x509 -fingerprint -sha256` prints it).
+pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], TrustError> {
+    let digits: String = text.chars().filter(|c| *c != ':').collect();
+    hex::decode(&digits)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| TrustError::Fingerprint(text.to_string()))
+}
+
+impl OrgTrust {
+    /// Reads the pins of agent.toml (`org_ca` is a path, read now).
+    pub fn load(ca_path: Option<&str>, cert_sha256: Option<&str>) -> Result<Self, TrustError> {
+        let mut trust = OrgTrust {
+            cert_sha256: cert_sha256.map(parse_fingerprint).transpose()?,
+            ..OrgTrust::default()
+        };
+        if let Some(path) = ca_path {
+            let bad = |reason: String| TrustError::CaFile {
+                path: path.to_string(),
+                reason,
+            };
+            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+            trust.ca = parse_pem_certs(&pem).map_err(bad)?;
+            trust.ca_path = Some(path.to_string());
+        }
+        Ok(trust)
+    }
+
+    /// True when something is pinned.
+    pub fn is_pinned(&self) -> bool {
+        self.cert_sha256.is_some() || !self.ca.is_empty()
+    }
+
+    /// A rustls client configuration that accepts only the pinned org,
+    /// and the verifier (to read back why a handshake was refused).
+    pub fn client_config(&self) -> Result<(rustls::ClientConfig, Arc<PinnedOrg>), TrustError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let webpki = if self.ca.is_empty() {
+            None
+        } else {
+            let mut roots = RootCertStore::empty();
+            for der in &self.ca {
+                roots
+                    .add(CertificateDer::from(der.clone()))
+                    .map_err(|e| TrustError::Tls(format!("org_ca certificate: {e}")))?;
+            }
+            Some(
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| TrustError::Tls(e.to_string()))?,
+            )
+        };
+        let verifier = Arc::new(PinnedOrg {
+            trust: self.clone(),
+            webpki,
+            provider: provider.clone(),
+            refusal: Mutex::new(None),
+        });
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TrustError::Tls(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        Ok((config, verifier))
+    }
+}
+
+/// ureq's TLS hook: a rustls client with the pinned verifier.
+pub struct PinnedConnector(pub Arc<rustls::ClientConfig>);
+
+impl ureq::TlsConnector for PinnedConnector {
+    fn connect(
+        &self,
+        dns_name: &str,
+        mut io: Box<dyn ureq::ReadWrite>,
+    ) -> Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
+        // ureq keeps the brackets of an IPv6 literal; rustls does not want them.
+        let host = dns_name.trim_start_matches('[').trim_end_matches(']');
+        let name = ServerName::try_from(host.to_string()).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("TLS name {host}: {e}"))
+        })?;
+        let mut conn = ClientConnection::new(self.0.clone(), name).map_err(io::Error::other)?;
+        conn.complete_io(&mut io)?;
+        Ok(Box::new(TlsStream(StreamOwned::new(conn, io))))
+    }
+}
+
+/// A TLS connection as ureq reads and writes it.
+#[derive(Debug)]
+struct TlsStream(StreamOwned<ClientConnection, Box<dyn ureq::ReadWrite>>);
+
+impl ureq::ReadWrite for TlsStream {
+    fn socket(&self) -> Option<&std::net::TcpStream> {
+        self.0.get_ref().socket()
+    }
+}
+
+impl io::Read for TlsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        io::Read::read(&mut self.0, buf)
+    }
+}
+
+impl io::Write for TlsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        io::Write::write(&mut self.0, buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        io::Write::flush(&mut self.0)
+    }
+}
+
+/// The certificates of a PEM file, DER-encoded; at least one.
+fn parse_pem_certs(pem: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate file: {e}"))?;
+    if certs.is_empty() {
+        return Err("no CERTIFICATE in the file".into());
+    }
+    Ok(certs)
+}
+
+/// The certificate check of the TLS handshake (see the module docs).
+#[derive(Debug)]
+pub struct PinnedOrg {
+    trust: OrgTrust,
+    webpki: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
+    /// Why the last handshake was refused, in plain words.
+    refusal: Mutex<Option<String>>,
+}
+
+impl PinnedOrg {
+    /// Why the last certificate was refused, if one was.
+    pub fn last_refusal(&self) -> Option<String> {
+        self.refusal.lock().ok().and_then(|r| r.clone())
+    }
+
+    fn refuse(&self, why: String) -> rustls::Error {
+        if let Ok(mut r) = self.refusal.lock() {
+            *r = Some(why.clone());
+        }
+        rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
+            std::io::Error::other(why),
+        ))))
+    }
+
+    /// The decision on the server's certificate, without rustls types.
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<(), String> {
+        let actual = fingerprint(end_entity);
+        if let Some(pin) = &self.trust.cert_sha256 {
+            if Sha256::digest(end_entity.as_ref()).as_slice() != pin {
+                return Err(format!(
+                    "org certificate SHA-256 {actual} is not the pinned org_cert_sha256 {}",
+                    hex::encode(pin)
+                ));
+            }
+        }
+        let Some(webpki) = &self.webpki else {
+            return Ok(());
+        };
+        if self.trust.ca.iter().any(|c| c == end_entity.as_ref()) {
+            return Ok(());
+        }
+        webpki
+            .verify_server_cert(end_entity, intermediates, server_name, &[], now)
+            .map(|_| ())
+            .map_err(|e| {
+                let expected: Vec<String> = self.trust.ca.iter().map(|c| fingerprint(c)).collect();
+                format!(
+                    "org certificate SHA-256 {actual} is not in org_ca {} (SHA-256 {}) and does not chain to it: {e}",
+                    self.trust.ca_path.as_deref().unwrap_or("?"),
+                    expected.join(", ")
+                )
+            })
+    }
+}
+
+impl ServerCertVerifier for PinnedOrg {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if !self.trust.is_pinned() {
+            return Err(self.refuse(format!(
+                "org certificate SHA-256 {}: no org_ca or org_cert_sha256 pinned, and no system CA store is used",
+                fingerprint(end_entity)
+            )));
+        }
+        match self.check(end_entity, intermediates, server_name, now) {
+            Ok(()) => {
+                if let Ok(mut r) = self.refusal.lock() {
+                    *r = None;
+                }
+                Ok(ServerCertVerified::assertion())
+            }
+            Err(why) => Err(self.refuse(why)),
+        }
+    }
+
+    // The handshake signatures prove the server holds the certificate's key.
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_parse_with_or_without_colons() {
+        let hex = "AB".repeat(32);
+        let colons = vec!["ab"; 32].join(":");
+        assert_eq!(parse_fingerprint(&hex).unwrap(), [0xab; 32]);
+        assert_eq!(parse_fingerprint(&colons).unwrap(), [0xab; 32]);
+        assert!(parse_fingerprint("abcd").is_err());
+        assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn a_pem_file_without_certificates_is_refused() {
+        assert!(parse_pem_certs(b"not pem").is_err());
+        let e = OrgTrust::load(Some("/nonexistent/org.pem"), None).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent/org.pem"), "{e}");
+    }
+}

@@ -114,10 +114,14 @@ pub enum WdError {
     Transport(#[from] crate::hw::mei::device::MeiError),
 }
 
-/// Parses the IsChangeToAMTEnabled reply: 4-byte header, then the flags.
+/// Parses the IsChangeToAMTEnabled reply. Intel's LMS parses the flag byte
+/// straight from the start of the reply (`ManageabilityCommandResponse`
+/// has no header), so one byte is the answer; a reply that echoes the
+/// 4-byte request header before the flags is accepted too.
 pub fn parse_is_change_enabled(reply: &[u8]) -> Result<u8, WdError> {
-    match (reply.get(2), reply.get(4)) {
-        (Some(0x51), Some(&flags)) => Ok(flags),
+    match (reply, reply.get(2), reply.get(4)) {
+        ([flags], _, _) => Ok(*flags),
+        (_, Some(0x51), Some(&flags)) if reply.len() == 5 => Ok(flags),
         _ => Err(WdError::Malformed(format!(
             "{} bytes, sub-command {:?}",
             reply.len(),
@@ -190,6 +194,8 @@ mod tests {
             parse_is_change_enabled(&[5, 2, 0x51, 0x10, 0x83]).unwrap(),
             0x83
         );
+        assert_eq!(parse_is_change_enabled(&[0x83]).unwrap(), 0x83);
+        assert!(parse_is_change_enabled(&[]).is_err());
         assert!(parse_is_change_enabled(&[5, 2, 0x51, 0x10]).is_err());
         assert!(parse_is_change_enabled(&[5, 2, 0x52, 0x10, 1]).is_err());
     }

@@ -104,7 +104,8 @@ impl Drop for TestOrg {
     }
 }
 
-fn run_cli(bin: &Path, dir: &Path, args: &[&str]) -> String {
+/// Runs `fortros-org --dir DIR ARGS`; panics on failure; returns stdout.
+pub fn run_cli(bin: &Path, dir: &Path, args: &[&str]) -> String {
     let out = Command::new(bin)
         .arg("--dir")
         .arg(dir)

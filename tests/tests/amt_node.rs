@@ -19,27 +19,13 @@
 //! searched for the plaintext password (which the test recovers from the
 //! org's database with the org's key): it is nowhere.
 
-use fortros_e2e::{build_initramfs, fresh_dir, kexec_target, node_available, root, work};
+use fortros_e2e::org::org_bin;
+use fortros_e2e::{build_initramfs, fresh_dir, kexec_target, node_available, root};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn org_bin() -> PathBuf {
-    let target = std::env::var_os("FORTROS_HOST_TARGET")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| work().join("target-host"));
-    let st = Command::new("cargo")
-        .current_dir(root())
-        .env("CARGO_TARGET_DIR", &target)
-        .args(["build", "--quiet", "--locked", "-p", "fortros-org"])
-        .args(["--bin", "fortros-org"])
-        .status()
-        .expect("run cargo build");
-    assert!(st.success(), "building fortros-org failed");
-    target.join("debug/fortros-org")
-}
 
 fn org_run(bin: &Path, dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(bin)

@@ -8,7 +8,8 @@
 //! ME that stopped on it, must be recognised as the same node, with the
 //! changes in the org's diff.
 
-use fortros_e2e::{build_initramfs, fresh_dir, kexec_target, node_available, root, work};
+use fortros_e2e::org::{org_bin, run_cli};
+use fortros_e2e::{build_initramfs, fresh_dir, kexec_target, node_available, root};
 use fortros_testkit::synth::descriptor::{full_image_with_me, DescriptorBuilder};
 use fortros_testkit::synth::me;
 use sha2::{Digest, Sha256};
@@ -23,43 +24,8 @@ fn dir(name: &str) -> PathBuf {
     fresh_dir("e2e-enroll", name)
 }
 
-/// The org binary, built in its own target folder (`cargo test` holds the
-/// lock on the workspace's).
-fn org_bin() -> PathBuf {
-    let target = std::env::var_os("FORTROS_HOST_TARGET")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| work().join("target-host"));
-    let st = Command::new("cargo")
-        .current_dir(root())
-        .env("CARGO_TARGET_DIR", &target)
-        .args([
-            "build",
-            "--quiet",
-            "--locked",
-            "-p",
-            "fortros-org",
-            "--bin",
-            "fortros-org",
-        ])
-        .status()
-        .expect("run cargo build");
-    assert!(st.success(), "building fortros-org failed");
-    target.join("debug/fortros-org")
-}
-
 fn org(bin: &Path, dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(bin)
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run fortros-org");
-    assert!(
-        out.status.success(),
-        "fortros-org {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run_cli(bin, dir, args)
 }
 
 /// Kills the org server when the test ends, pass or fail.

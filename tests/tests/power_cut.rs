@@ -30,6 +30,7 @@
 use fortros_e2e::cut::{run_node_command, RunningNode};
 use fortros_e2e::org::{console_json, TestOrg};
 use fortros_e2e::{build_initramfs, fresh_dir, node_available, root, work};
+use fortros_testkit::corpus::Corpus;
 use fortros_testkit::synth::descriptor::{full_image_with_me, DescriptorBuilder};
 use fortros_testkit::synth::me::gen3_stock;
 use sha2::{Digest, Sha256};
@@ -460,4 +461,118 @@ fn power_cut_mid_write_is_recovered_from_the_org_backup() {
         org_log(&d)
     );
     assert!(!console.contains("FAILED:"), "console:\n{console}");
+}
+
+/// Sets FLMSTR1 (the host's access) to read/write everything, as an
+/// unlocked descriptor has it. FLMAP1 (0x18) bits 7:0 give FMBA / 16.
+fn unlock_host_master(image: &mut [u8]) {
+    let flmap1 = u32::from_le_bytes(image[0x18..0x1C].try_into().unwrap());
+    let fmba = ((flmap1 & 0xFF) << 4) as usize;
+    image[fmba..fmba + 4].copy_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
+}
+
+/// The same cut on the assembled CSME 11 image (x210) when the corpus is
+/// here: its strip is dozens of runs, more than the TPM NV journal's 25
+/// entries, so the journal holds spans; the cut lands after half the runs.
+/// Boot 2 restores from the org's backup and applies the policy again.
+#[test]
+fn power_cut_on_the_x210_image_with_many_runs() {
+    let name = "power_cut_on_the_x210_image_with_many_runs";
+    if !node_available(name) {
+        return;
+    }
+    let Some(corpus) = Corpus::open_or_skip(name) else {
+        return;
+    };
+    let d = fresh_dir("e2e-power-cut", "x210");
+    let org = TestOrg::start(&d.join("org"));
+    let agent = agent_bin();
+    let cfg = d.join("agent.toml");
+    std::fs::write(&cfg, agent_toml(&org)).unwrap();
+    let initrd = d.join("initrd.cpio.gz");
+    build_initramfs(
+        &initrd,
+        &[
+            "--agent-init",
+            "--file",
+            cfg.to_str().unwrap(),
+            "/etc/fortros/agent.toml",
+        ],
+    );
+    let spi = d.join("spi.bin");
+    let tpm = d.join("tpm");
+    let mut original = corpus.assemble_full("x210").expect("assemble x210");
+    unlock_host_master(&mut original);
+    let expected = host_neutralize(&agent, &d, &original, "strip+disable");
+    let changed = block_states(&original, &original, &expected);
+
+    std::fs::write(&spi, &original).unwrap();
+    let console = boot(&initrd, &d.join("boot0"), &spi, &tpm);
+    let node = console_json(&console, "FORTROS-REPORT")["node_id"]
+        .as_u64()
+        .expect("enrolled");
+    org.cli(&[
+        "policy",
+        "set",
+        "--node",
+        &node.to_string(),
+        "neutralize",
+        "--mode",
+        "strip",
+    ]);
+
+    // 1. A chip slow enough that the whole write takes about a minute;
+    //    the cut once half the runs are verified.
+    let bps = (changed.len() * BLOCK / 60).max(256) as u64;
+    let out = d.join("boot1");
+    let mut node1 = RunningNode::spawn(
+        run_node_command(&initrd, &out, &spi, &tpm, 600, APPEND),
+        &out,
+    );
+    node1.slow_writes(&spi, bps);
+    let console = node1.wait_console("half the runs verified", BOOT_LIMIT, |c| {
+        runs_logged(c).is_some_and(|(i, n)| i * 2 >= n)
+    });
+    node1.kill_qemu();
+    let (done, runs) = runs_logged(&console).unwrap();
+    assert!(
+        done < runs && !console.contains("write verified, new SHA-256"),
+        "the cut came before the last run; console:\n{console}"
+    );
+    let after_cut = std::fs::read(&spi).unwrap();
+    let states = block_states(&after_cut, &original, &expected);
+    let count = |h: Held| states.iter().filter(|(_, s)| *s == h).count();
+    println!(
+        "power cut (x210): {} changed blocks in {runs} runs, {bps} B/s; killed after run \
+         {done}/{runs}: {} new, {} old, {} neither",
+        changed.len(),
+        count(Held::New),
+        count(Held::Old),
+        count(Held::Neither)
+    );
+    assert!(untouched_elsewhere(&after_cut, &original, &expected));
+    assert!(count(Held::New) > 0 && count(Held::New) < changed.len());
+
+    // 2. Restored from the org's backup, then written again.
+    let console = boot(&initrd, &d.join("boot2"), &spi, &tpm);
+    assert!(
+        console.contains("decision RestoredFromBackup")
+            && console.contains("FORTROS-FLASH-RECOVERY=RestoredFromBackup"),
+        "console:\n{console}"
+    );
+    let apply = console_json(&console, "FORTROS-APPLY");
+    assert_eq!(apply["outcome"]["result"], "written", "{apply}");
+    assert_eq!(apply["old_sha256"], sha_hex(&original));
+    assert!(
+        std::fs::read(&spi).unwrap() == expected,
+        "the host file equals the host's strip of x210"
+    );
+    assert!(
+        org_backup(&org, &d, node, &sha_hex(&original)) == original,
+        "nothing lost: the org still holds the original"
+    );
+    // Corpus-derived bytes stay out of the repository and out of .work.
+    for f in ["spi.bin", "host-in.bin", "host-out.bin", "backup.bin"] {
+        let _ = std::fs::remove_file(d.join(f));
+    }
 }

@@ -45,19 +45,8 @@ kernel = "/boot/vmlinuz"
 initrd = "/boot/initrd.img"
 cmdline = "console=ttyS0 panic=-1 quiet loglevel=4 no_timer_check fortros.handoff=demo"
 
-[[modules]]
-name = "virtio_pci"
-
-[[modules]]
-name = "virtio_blk"
-
-[[modules]]
-name = "virtio_net"
-
-[[modules]]
-name = "block2mtd"
-params = "block2mtd=/dev/vda,4096"
 TOML
+  cat "$FORTROS_ROOT/initramfs/node-modules.toml" >> "$d/agent.toml"
   "$FORTROS_ROOT/scripts/build-initramfs" "$d/initrd.cpio.gz" --agent-init \
     --file "$d/agent.toml" /etc/fortros/agent.toml \
     --file "$kernel/boot/vmlinuz-$kver" /boot/vmlinuz \

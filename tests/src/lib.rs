@@ -11,6 +11,7 @@ use fortros_meiemu::amt::remote::Qmp;
 use fortros_meiemu::amt::state::StateFile;
 use fortros_meiemu::amt::{AmtEvent, AmtModel};
 pub mod org;
+pub mod qemu;
 
 use fortros_meiemu::{Event, Listener, Scenario};
 use std::collections::BTreeMap;

@@ -6,16 +6,21 @@
 //! kexec. The org's fleet table shows what the node measured. A second boot
 //! with the same swtpm state, but the disable bit set in the image and an
 //! ME that stopped on it, must be recognised as the same node, with the
-//! changes in the org's diff.
+//! changes in the org's diff. Then two boots in one QEMU, reset through the
+//! QMP monitor (`system_reset`, as an AMT power cycle would) after the
+//! original image went back onto the flash: the same node again, and the
+//! org's diff shows the flash change.
 
 use fortros_e2e::org::{org_bin, run_cli};
+use fortros_e2e::qemu::{qmp, wait_for, waiting_os, KilledGroup, OS_BOOTED};
 use fortros_e2e::NODE_MODULES;
 use fortros_e2e::{build_initramfs, fresh_dir, kexec_target, node_available, root};
 use fortros_testkit::synth::descriptor::{full_image_with_me, DescriptorBuilder};
 use fortros_testkit::synth::me;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 fn sha_hex(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
@@ -45,28 +50,41 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn boot(initrd: &Path, out: &Path, spi: &Path, tpm: &Path, scenario: &str) -> String {
-    let st = Command::new(root().join("scripts/run-node"))
-        .arg("--initrd")
+/// One boot's QEMU (not started yet): the emulated ME from `scenario`.
+fn run_node(initrd: &Path, out: &Path, spi: &Path, tpm: &Path, scenario: &str) -> Command {
+    let mut c = Command::new(root().join("scripts/run-node"));
+    c.arg("--initrd")
         .arg(initrd)
         .arg("--out")
         .arg(out)
-        .arg("--timeout")
-        .arg("400")
+        .args(["--timeout", "400", "--net"])
         .arg("--spi")
         .arg(spi)
         .arg("--tpm")
         .arg(tpm)
-        .arg("--net")
         .arg("--mei-scenario")
         .arg(root().join(format!("qemu/scenarios/{scenario}.toml")))
         .arg("--append")
-        .arg("no_timer_check FORTROS_MTD_ALLOW_RAM=1")
+        .arg("no_timer_check FORTROS_MTD_ALLOW_RAM=1");
+    c
+}
+
+fn boot(initrd: &Path, out: &Path, spi: &Path, tpm: &Path, scenario: &str) -> String {
+    let st = run_node(initrd, out, spi, tpm, scenario)
         .status()
         .expect("run scripts/run-node");
     let console = std::fs::read_to_string(out.join("console.log")).unwrap_or_default();
     assert!(st.success(), "QEMU failed; console:\n{console}");
     console
+}
+
+/// Every `FORTROS-REPORT=` JSON on the console, in order.
+fn report_lines(console: &str) -> Vec<serde_json::Value> {
+    console
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("FORTROS-REPORT="))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("report line: {e}: {l}")))
+        .collect()
 }
 
 /// The JSON after `FORTROS-REPORT=` on the console.
@@ -141,22 +159,26 @@ name = "mei_me"
         ),
     )
     .unwrap();
-    let initrd = d.join("initrd.cpio.gz");
-    build_initramfs(
-        &initrd,
-        &[
-            "--agent-init",
-            "--file",
-            cfg.to_str().unwrap(),
-            "/etc/fortros/agent.toml",
-            "--file",
-            vmlinuz.to_str().unwrap(),
-            "/boot/vmlinuz",
-            "--file",
-            target.to_str().unwrap(),
-            "/boot/initrd.img",
-        ],
-    );
+    let agent_initrd = |name: &str, os: &Path| {
+        let initrd = d.join(name);
+        build_initramfs(
+            &initrd,
+            &[
+                "--agent-init",
+                "--file",
+                cfg.to_str().unwrap(),
+                "/etc/fortros/agent.toml",
+                "--file",
+                vmlinuz.to_str().unwrap(),
+                "/boot/vmlinuz",
+                "--file",
+                os.to_str().unwrap(),
+                "/boot/initrd.img",
+            ],
+        );
+        initrd
+    };
+    let initrd = agent_initrd("initrd.cpio.gz", &target);
     let img = fortros_testkit::synth::sample_full_image();
     let spi = d.join("spi.bin");
     std::fs::write(&spi, &img).unwrap();
@@ -308,6 +330,45 @@ name = "mei_me"
         "{text}"
     );
     assert!(std::fs::read(&spi).unwrap() == hap_img, "flash untouched");
+
+    // Third and fourth boots in one QEMU, reset through its monitor as an
+    // AMT power cycle would: in between, the original image went back onto
+    // the flash (someone re-flashed it). The node re-enrolls as the same
+    // node and the org's diff shows the change.
+    let initrd = agent_initrd("initrd-waiting.cpio.gz", &waiting_os(&d));
+    let out = d.join("out3");
+    let mut cmd = run_node(&initrd, &out, &spi, &tpm, "csme11-hap");
+    cmd.arg("--allow-reboot").stdout(Stdio::null());
+    let qemu = KilledGroup(
+        cmd.spawn().expect("run scripts/run-node"),
+        vec![out.clone(), tpm.clone()],
+    );
+    let console_path = out.join("console.log");
+    wait_for(&console_path, OS_BOOTED, 1, Duration::from_secs(400));
+    std::fs::write(&spi, &img).unwrap();
+    qmp(&out.join("qmp.sock"), "system_reset");
+    let console = wait_for(&console_path, OS_BOOTED, 2, Duration::from_secs(400));
+    qmp(&out.join("qmp.sock"), "quit");
+    drop(qemu);
+    let lines = report_lines(&console);
+    assert_eq!(lines.len(), 2, "two boots in one QEMU; console:\n{console}");
+    for l in &lines {
+        assert_eq!(l["node_id"].as_u64(), Some(node_id), "same identity: {l}");
+    }
+    assert_eq!(
+        lines[1]["report"]["flash"]["image_sha256"].as_str(),
+        Some(sha_hex(&img).as_str())
+    );
+    let nodes: serde_json::Value =
+        serde_json::from_str(&org(&bin, &org_dir, &["nodes", "list", "--json"])).unwrap();
+    assert_eq!(nodes.as_array().map(Vec::len), Some(1), "{nodes}");
+    let text = org(&bin, &org_dir, &["nodes", "show", &node_id.to_string()]);
+    for want in [
+        "me.image_state: disable-bit -> stock",
+        "me.disable_bit: set -> clear",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
 }
 
 /// The org's public key (hex) as `init` wrote it.

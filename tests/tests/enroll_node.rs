@@ -11,7 +11,7 @@
 //! original image went back onto the flash: the same node again, and the
 //! org's diff shows the flash change.
 
-use fortros_e2e::org::{org_bin, run_cli};
+use fortros_e2e::org::TestOrg;
 use fortros_e2e::qemu::{qmp, wait_for, waiting_os, KilledGroup, OS_BOOTED};
 use fortros_e2e::NODE_MODULES;
 use fortros_e2e::{build_initramfs, fresh_dir, kexec_target, node_available, root};
@@ -19,7 +19,7 @@ use fortros_testkit::synth::descriptor::{full_image_with_me, DescriptorBuilder};
 use fortros_testkit::synth::me;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn sha_hex(b: &[u8]) -> String {
@@ -28,26 +28,6 @@ fn sha_hex(b: &[u8]) -> String {
 
 fn dir(name: &str) -> PathBuf {
     fresh_dir("e2e-enroll", name)
-}
-
-fn org(bin: &Path, dir: &Path, args: &[&str]) -> String {
-    run_cli(bin, dir, args)
-}
-
-/// Kills the org server when the test ends, pass or fail.
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
 }
 
 /// One boot's QEMU (not started yet): the emulated ME from `scenario`.
@@ -102,31 +82,8 @@ fn node_enrolls_applies_ignore_and_hands_off_then_reenrolls() {
         return;
     }
     let d = dir("ignore");
-    // The org: keys, auto-approval (no operator in a test), serve.
-    let bin = org_bin();
-    let org_dir = d.join("org");
-    std::fs::create_dir_all(&org_dir).unwrap();
-    org(&bin, &org_dir, &["init"]);
-    let toml_path = org_dir.join("org.toml");
-    let toml = std::fs::read_to_string(&toml_path).unwrap();
-    assert!(toml.contains("auto_approve = false"), "{toml}");
-    std::fs::write(
-        &toml_path,
-        toml.replace("auto_approve = false", "auto_approve = true"),
-    )
-    .unwrap();
-    let port = free_port();
-    let _server = Server(
-        Command::new(&bin)
-            .arg("--dir")
-            .arg(&org_dir)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(std::fs::File::create(d.join("org.log")).unwrap())
-            .stderr(std::fs::File::create(d.join("org.err")).unwrap())
-            .spawn()
-            .expect("start fortros-org serve"),
-    );
-    let public_key = org_public_key(&org_dir);
+    let org = TestOrg::start(&d.join("org"));
+    let (port, public_key) = (org.port, org.public_key());
 
     // The node: the OS to hand off to is a small initramfs printing a marker.
     let (vmlinuz, target) = kexec_target(&d);
@@ -237,8 +194,7 @@ name = "mei_me"
     assert!(std::fs::read(&spi).unwrap() == img, "flash untouched");
 
     // The org knows the node, with the flash digest the host computes.
-    let nodes: serde_json::Value =
-        serde_json::from_str(&org(&bin, &org_dir, &["nodes", "list", "--json"])).unwrap();
+    let nodes = org.json(&["nodes", "list", "--json"]);
     let ids: Vec<u64> = nodes
         .as_array()
         .expect("a list")
@@ -255,12 +211,7 @@ name = "mei_me"
     assert_eq!(row["me_image_version"], "11.8.82.3838", "{row}");
     assert_eq!(row["disable_bit"], "clear", "{row}");
     assert_eq!(row["amt"], "unprovisioned", "{row}");
-    let show: serde_json::Value = serde_json::from_str(&org(
-        &bin,
-        &org_dir,
-        &["nodes", "show", &node_id.to_string(), "--json"],
-    ))
-    .unwrap();
+    let show = org.json(&["nodes", "show", &node_id.to_string(), "--json"]);
     assert_eq!(
         show["last_report"]["flash"]["image_sha256"].as_str(),
         Some(sha_hex(&img).as_str()),
@@ -279,19 +230,13 @@ name = "mei_me"
     let console = boot(&initrd, &d.join("out2"), &spi, &tpm, "csme11-hap");
     let line = report_line(&console);
     assert_eq!(line["node_id"].as_u64(), Some(node_id), "{line}");
-    let nodes: serde_json::Value =
-        serde_json::from_str(&org(&bin, &org_dir, &["nodes", "list", "--json"])).unwrap();
+    let nodes = org.json(&["nodes", "list", "--json"]);
     assert_eq!(nodes.as_array().map(Vec::len), Some(1), "{nodes}");
     let row = &nodes[0];
     assert_eq!(row["me_live"], "disabled_by_hap", "{row}");
     assert_eq!(row["me_image"], "disable-bit", "{row}");
     assert_eq!(row["disable_bit"], "set", "{row}");
-    let show: serde_json::Value = serde_json::from_str(&org(
-        &bin,
-        &org_dir,
-        &["nodes", "show", &node_id.to_string(), "--json"],
-    ))
-    .unwrap();
+    let show = org.json(&["nodes", "show", &node_id.to_string(), "--json"]);
     let changes: Vec<String> = show["last_diff"]
         .as_array()
         .expect("a diff")
@@ -324,7 +269,7 @@ name = "mei_me"
         show["me_evidence"]["live_state"], "disabled_by_hap",
         "{show}"
     );
-    let text = org(&bin, &org_dir, &["nodes", "show", &node_id.to_string()]);
+    let text = org.cli(&["nodes", "show", &node_id.to_string()]);
     assert!(
         text.contains("me.live_state: normal -> disabled_by_hap"),
         "{text}"
@@ -359,22 +304,13 @@ name = "mei_me"
         lines[1]["report"]["flash"]["image_sha256"].as_str(),
         Some(sha_hex(&img).as_str())
     );
-    let nodes: serde_json::Value =
-        serde_json::from_str(&org(&bin, &org_dir, &["nodes", "list", "--json"])).unwrap();
+    let nodes = org.json(&["nodes", "list", "--json"]);
     assert_eq!(nodes.as_array().map(Vec::len), Some(1), "{nodes}");
-    let text = org(&bin, &org_dir, &["nodes", "show", &node_id.to_string()]);
+    let text = org.cli(&["nodes", "show", &node_id.to_string()]);
     for want in [
         "me.image_state: disable-bit -> stock",
         "me.disable_bit: set -> clear",
     ] {
         assert!(text.contains(want), "{want:?} not in:\n{text}");
     }
-}
-
-/// The org's public key (hex) as `init` wrote it.
-fn org_public_key(org_dir: &Path) -> String {
-    std::fs::read_to_string(org_dir.join("org.pub"))
-        .expect("org.pub written by init")
-        .trim()
-        .to_string()
 }

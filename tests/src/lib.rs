@@ -310,6 +310,25 @@ pub fn build_initramfs(out: &Path, args: &[&str]) {
     );
 }
 
+/// An initramfs with the agent as /init, `config` as its agent.toml and,
+/// with `os` = (kernel, initramfs), the OS a kexec handoff boots
+/// (/boot/vmlinuz, /boot/initrd.img).
+pub fn agent_initramfs(out: &Path, config: &Path, os: Option<(&Path, &Path)>) {
+    let path = |p: &Path| p.to_str().expect("a UTF-8 path").to_string();
+    let mut args = vec![
+        "--agent-init".to_string(),
+        "--file".into(),
+        path(config),
+        "/etc/fortros/agent.toml".into(),
+    ];
+    if let Some((kernel, initrd)) = os {
+        args.extend(["--file".into(), path(kernel), "/boot/vmlinuz".into()]);
+        args.extend(["--file".into(), path(initrd), "/boot/initrd.img".into()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    build_initramfs(out, &args);
+}
+
 /// The OS a kexec handoff boots in tests: the guest kernel's vmlinuz and, in
 /// `d`, a small initramfs whose init prints `NODE-RESULT kexec.target ...`.
 /// Returns (vmlinuz, target initramfs).

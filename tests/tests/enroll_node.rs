@@ -14,7 +14,7 @@
 use fortros_e2e::org::TestOrg;
 use fortros_e2e::qemu::{qmp, wait_for, waiting_os, KilledGroup, OS_BOOTED};
 use fortros_e2e::NODE_MODULES;
-use fortros_e2e::{build_initramfs, fresh_dir, kexec_target, node_available, root};
+use fortros_e2e::{agent_initramfs, fresh_dir, kexec_target, node_available, root};
 use fortros_testkit::synth::descriptor::{full_image_with_me, DescriptorBuilder};
 use fortros_testkit::synth::me;
 use sha2::{Digest, Sha256};
@@ -118,21 +118,7 @@ name = "mei_me"
     .unwrap();
     let agent_initrd = |name: &str, os: &Path| {
         let initrd = d.join(name);
-        build_initramfs(
-            &initrd,
-            &[
-                "--agent-init",
-                "--file",
-                cfg.to_str().unwrap(),
-                "/etc/fortros/agent.toml",
-                "--file",
-                vmlinuz.to_str().unwrap(),
-                "/boot/vmlinuz",
-                "--file",
-                os.to_str().unwrap(),
-                "/boot/initrd.img",
-            ],
-        );
+        agent_initramfs(&initrd, &cfg, Some((&vmlinuz, os)));
         initrd
     };
     let initrd = agent_initrd("initrd.cpio.gz", &target);

@@ -29,7 +29,7 @@
 
 use fortros_e2e::cut::{run_node_command, RunningNode};
 use fortros_e2e::org::{console_json, TestOrg};
-use fortros_e2e::{build_initramfs, fresh_dir, node_available, root, work};
+use fortros_e2e::{agent_initramfs, fresh_dir, node_available, root, work, NODE_MODULES};
 use fortros_testkit::corpus::Corpus;
 use fortros_testkit::synth::descriptor::{full_image_with_me, DescriptorBuilder};
 use fortros_testkit::synth::me::gen3_stock;
@@ -119,18 +119,7 @@ stop_hold_seconds = 0
 [network]
 interface = "eth0"
 
-[[modules]]
-name = "virtio_pci"
-
-[[modules]]
-name = "virtio_blk"
-
-[[modules]]
-name = "virtio_net"
-
-[[modules]]
-name = "block2mtd"
-params = "block2mtd=/dev/vda,4096"
+{NODE_MODULES}
 "#,
         org.guest_url(),
         org.public_key()
@@ -236,15 +225,7 @@ fn power_cut_mid_write_is_recovered_from_the_org_backup() {
     let cfg = d.join("agent.toml");
     std::fs::write(&cfg, agent_toml(&org)).unwrap();
     let initrd = d.join("initrd.cpio.gz");
-    build_initramfs(
-        &initrd,
-        &[
-            "--agent-init",
-            "--file",
-            cfg.to_str().unwrap(),
-            "/etc/fortros/agent.toml",
-        ],
-    );
+    agent_initramfs(&initrd, &cfg, None);
     let spi = d.join("spi.bin");
     let tpm = d.join("tpm");
     let original = full_image_with_me(
@@ -490,15 +471,7 @@ fn power_cut_on_the_x210_image_with_many_runs() {
     let cfg = d.join("agent.toml");
     std::fs::write(&cfg, agent_toml(&org)).unwrap();
     let initrd = d.join("initrd.cpio.gz");
-    build_initramfs(
-        &initrd,
-        &[
-            "--agent-init",
-            "--file",
-            cfg.to_str().unwrap(),
-            "/etc/fortros/agent.toml",
-        ],
-    );
+    agent_initramfs(&initrd, &cfg, None);
     let spi = d.join("spi.bin");
     let tpm = d.join("tpm");
     let mut original = corpus.assemble_full("x210").expect("assemble x210");

@@ -329,6 +329,12 @@ fn power_cut_mid_write_is_recovered_from_the_org_backup() {
         "console:\n{console}"
     );
     assert!(
+        console.contains("decision NeedImage: restoring from the org at")
+            && !console.contains("recovery RestoredFromBackup done")
+            && !console.contains("FORTROS-FLASH-RECOVERY="),
+        "no restore claimed; console:\n{console}"
+    );
+    assert!(
         console.contains("STOP: not booting the OS"),
         "console:\n{console}"
     );
@@ -346,7 +352,8 @@ fn power_cut_mid_write_is_recovered_from_the_org_backup() {
         "console:\n{console}"
     );
     assert!(
-        console.contains("decision RestoredFromBackup")
+        console.contains("decision NeedImage: restoring from the org at")
+            && console.contains("recovery RestoredFromBackup done")
             && console.contains("flash recovery: RestoredFromBackup"),
         "console:\n{console}"
     );
@@ -529,7 +536,7 @@ fn power_cut_on_the_x210_image_with_many_runs() {
     // 2. Restored from the org's backup, then written again.
     let console = boot(&initrd, &d.join("boot2"), &spi, &tpm);
     assert!(
-        console.contains("decision RestoredFromBackup")
+        console.contains("recovery RestoredFromBackup done")
             && console.contains("FORTROS-FLASH-RECOVERY=RestoredFromBackup"),
         "console:\n{console}"
     );

@@ -335,11 +335,14 @@ pub fn recover_image(
     let have_new = rec.blocks.iter().all(|b| b.new.is_some());
     let have_old = rec.blocks.iter().all(|b| b.old.is_some());
     let mut decision = decide(&states, have_new, have_old);
-    if decision == Decision::NeedImage && backup.is_some() {
+    // Say what is about to happen, not a result: the fetch may still fail.
+    let mut plan = format!("decision {decision:?}");
+    if let (Decision::NeedImage, Some(source)) = (decision, backup.as_ref()) {
+        plan = format!("decision NeedImage: restoring from {}", source.name());
         decision = Decision::RestoredFromBackup;
     }
     log::warn!(
-        "{device}: interrupted flash write found in {}: {} entries ({} old, {} new, {} torn), decision {decision:?}",
+        "{device}: interrupted flash write found in {}: {} entries ({} old, {} new, {} torn), {plan}",
         journal.name(),
         rec.blocks.len(),
         states.iter().filter(|s| **s == BlockState::Old).count(),

@@ -10,6 +10,7 @@
 use fortros_meiemu::amt::remote::Qmp;
 use fortros_meiemu::amt::state::StateFile;
 use fortros_meiemu::amt::{AmtEvent, AmtModel};
+pub mod cut;
 pub mod org;
 pub mod qemu;
 

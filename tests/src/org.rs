@@ -35,6 +35,9 @@ pub struct TestOrg {
     pub bin: PathBuf,
     pub dir: PathBuf,
     pub port: u16,
+    /// SHA-256 of the org's TLS certificate when it serves https
+    /// ([`TestOrg::start_tls`]), as `init` printed it.
+    pub tls_fingerprint: Option<String>,
     server: Child,
 }
 
@@ -42,9 +45,33 @@ impl TestOrg {
     /// `fortros-org init` in `dir`, auto-approval on (no operator in a
     /// test), then `serve` on a free loopback port, logging to `dir`.
     pub fn start(dir: &Path) -> TestOrg {
+        Self::start_with(dir, &["init"])
+    }
+
+    /// Like [`TestOrg::start`], but `init --tls-self-signed HOST`: the
+    /// server speaks https with a self-signed certificate naming `host`
+    /// (`10.0.2.2` for a QEMU guest), and `tls_fingerprint` is set.
+    /// Returns once the server accepts connections.
+    pub fn start_tls(dir: &Path, host: &str) -> TestOrg {
+        let org = Self::start_with(dir, &["init", "--tls-self-signed", host]);
+        assert!(
+            org.tls_fingerprint.is_some(),
+            "init --tls-self-signed printed no fingerprint"
+        );
+        org.wait_listening();
+        org
+    }
+
+    fn start_with(dir: &Path, init: &[&str]) -> TestOrg {
         let bin = org_bin();
         std::fs::create_dir_all(dir).expect("create the org folder");
-        run_cli(&bin, dir, &["init"]);
+        let said = run_cli(&bin, dir, init);
+        // "TLS certificate SHA-256: <hex>  (agent.toml [org]: org_cert_sha256)"
+        let tls_fingerprint = said.lines().find_map(|l| {
+            l.strip_prefix("TLS certificate SHA-256:")
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_string)
+        });
         let toml_path = dir.join("org.toml");
         let toml = std::fs::read_to_string(&toml_path).expect("org.toml written by init");
         std::fs::write(
@@ -68,13 +95,32 @@ impl TestOrg {
             bin,
             dir: dir.to_path_buf(),
             port,
+            tls_fingerprint,
             server,
         }
     }
 
     /// The URL a QEMU guest with user networking uses.
     pub fn guest_url(&self) -> String {
-        format!("http://10.0.2.2:{}", self.port)
+        let scheme = if self.tls_fingerprint.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://10.0.2.2:{}", self.port)
+    }
+
+    /// Waits (up to 60 s) until the server's port accepts connections;
+    /// panics with its log if it exited or never listened.
+    pub fn wait_listening(&self) {
+        for _ in 0..600 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let err = std::fs::read_to_string(self.dir.join("org.err")).unwrap_or_default();
+        panic!("fortros-org serve never listened on {}: {err}", self.port);
     }
 
     /// The org's public key (hex) as `init` wrote it.

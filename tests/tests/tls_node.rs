@@ -15,6 +15,12 @@
 //!    initramfs), with the guest's clock set to 2001: the pinned
 //!    certificate is accepted whatever the node's clock says, and the node
 //!    re-enrolls under the same identity.
+//!
+//! And with an enrollment CA in `org_ca` (the org serving a certificate the
+//! CA issued for 10.0.2.2): the node enrolls, because the certificate
+//! chains to the CA and names the host of the org URL; with the node's
+//! clock before the certificate's notBefore it is refused, with the
+//! node's clock in the message.
 
 use fortros_e2e::org::{console_json, TestOrg};
 use fortros_e2e::{build_initramfs, fresh_dir, kexec_target, node_available, root};
@@ -288,4 +294,86 @@ fn node_enrolls_over_tls_and_refuses_an_org_it_has_not_pinned() {
     assert_eq!(assert_enrolled(&console), node_id, "the same node");
     assert_eq!(node_ids(&org), vec![node_id]);
     assert!(reports_of(&org, node_id) > reports, "a new report");
+}
+
+/// A CA and a server certificate it issued for `host`, valid from
+/// 2020-01-01: (CA PEM, server certificate PEM, server key PEM).
+fn enrollment_ca_and_server_cert(host: &str) -> (String, String, String) {
+    use rcgen::{
+        date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+        KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "FortrOS test enrollment CA");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = ca.self_signed(&ca_key).expect("CA certificate");
+    let key = KeyPair::generate().expect("server key");
+    let mut server = CertificateParams::new(vec![host.to_string()]).expect("server params");
+    server
+        .distinguished_name
+        .push(DnType::CommonName, "FortrOS test org");
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    server.not_before = date_time_ymd(2020, 1, 1);
+    server.not_after = date_time_ymd(2100, 1, 1);
+    let server = server
+        .signed_by(&key, &ca, &ca_key)
+        .expect("server certificate");
+    (ca.pem(), server.pem(), key.serialize_pem())
+}
+
+#[test]
+fn node_pinned_to_an_enrollment_ca_checks_the_certificate_dates_by_its_clock() {
+    if !node_available("node_pinned_to_an_enrollment_ca_checks_the_certificate_dates_by_its_clock")
+    {
+        return;
+    }
+    let d = fresh_dir("e2e-tls", "ca");
+    let (ca_pem, server_pem, server_key) = enrollment_ca_and_server_cert(HOST_FROM_GUEST);
+    let org = TestOrg::start_tls_files(&d.join("org"), &server_pem, &server_key);
+    let url = org.guest_url();
+    assert!(url.starts_with("https://10.0.2.2:"), "{url}");
+    let ca_path = d.join("enroll-ca.pem");
+    std::fs::write(&ca_path, &ca_pem).unwrap();
+    let cfg = agent_toml(
+        &url,
+        &org.public_key(),
+        "org_ca = \"/etc/fortros/enroll-ca.pem\"",
+    );
+    let files: &[(&Path, &str)] = &[(&ca_path, "/etc/fortros/enroll-ca.pem")];
+    let node = Node::new(&d);
+
+    // The node's clock is the host's: the certificate chains to the CA,
+    // names 10.0.2.2 and is valid now.
+    let console = node.boot("boot1", &cfg, files, None, "");
+    let node_id = assert_enrolled(&console);
+    assert_eq!(node_ids(&org), vec![node_id]);
+    let reports = reports_of(&org, node_id);
+
+    // The node's clock in 2001, before the certificate's notBefore (2020):
+    // refused, and the message says what the node's clock said.
+    let console = node.boot("boot2", &cfg, files, Some("2001-01-01"), "");
+    let failed = console
+        .lines()
+        .find(|l| l.contains("FAILED: enrollment:"))
+        .unwrap_or_else(|| panic!("no enrollment failure; console:\n{console}"));
+    let served = org.tls_fingerprint.as_deref().expect("a TLS org");
+    for want in [
+        "TLS certificate refused",
+        served,
+        "/etc/fortros/enroll-ca.pem",
+        "not valid yet",
+        "2001-01-01",
+    ] {
+        assert!(failed.contains(want), "{want:?} in {failed}");
+    }
+    assert!(
+        console.contains("CONTINUE: booting the OS despite 1 failure(s)"),
+        "console:\n{console}"
+    );
+    handed_off(&console);
+    assert_eq!(node_ids(&org), vec![node_id]);
+    assert_eq!(reports_of(&org, node_id), reports, "no new report");
 }

@@ -21,6 +21,10 @@
 //! chains to the CA and names the host of the org URL; with the node's
 //! clock before the certificate's notBefore it is refused, with the
 //! node's clock in the message.
+//!
+//! The certificate's name (subject alternative name) matters only on that
+//! CA path: a pinned self-signed certificate made for 127.0.0.1 is
+//! accepted at 10.0.2.2, a CA-issued one for 127.0.0.1 is refused there.
 
 use fortros_e2e::org::{console_json, TestOrg};
 use fortros_e2e::{build_initramfs, fresh_dir, kexec_target, node_available, root};
@@ -376,4 +380,60 @@ fn node_pinned_to_an_enrollment_ca_checks_the_certificate_dates_by_its_clock() {
     handed_off(&console);
     assert_eq!(node_ids(&org), vec![node_id]);
     assert_eq!(reports_of(&org, node_id), reports, "no new report");
+}
+
+#[test]
+fn the_certificate_name_matters_only_through_a_ca() {
+    if !node_available("the_certificate_name_matters_only_through_a_ca") {
+        return;
+    }
+    let d = fresh_dir("e2e-tls", "names");
+    let node = Node::new(&d);
+
+    // Self-signed for the host's own loopback address, not the one the
+    // guest connects to: the pin names the certificate, so it is accepted.
+    let pinned = TestOrg::start_tls(&d.join("org-pinned"), "127.0.0.1");
+    let pin = format!(
+        "org_cert_sha256 = \"{}\"",
+        pinned.tls_fingerprint.as_deref().expect("a TLS org")
+    );
+    let cfg = agent_toml(&pinned.guest_url(), &pinned.public_key(), &pin);
+    let console = node.boot("pinned", &cfg, &[], None, "");
+    let node_id = assert_enrolled(&console);
+    assert_eq!(node_ids(&pinned), vec![node_id]);
+    drop(pinned);
+
+    // Issued by the enrollment CA for 127.0.0.1: through the CA the name
+    // must be the URL's host, 10.0.2.2, so the node refuses it.
+    let (ca_pem, server_pem, server_key) = enrollment_ca_and_server_cert("127.0.0.1");
+    let org = TestOrg::start_tls_files(&d.join("org-ca"), &server_pem, &server_key);
+    let ca_path = d.join("enroll-ca.pem");
+    std::fs::write(&ca_path, &ca_pem).unwrap();
+    let cfg = agent_toml(
+        &org.guest_url(),
+        &org.public_key(),
+        "org_ca = \"/etc/fortros/enroll-ca.pem\"",
+    );
+    let console = node.boot(
+        "ca",
+        &cfg,
+        &[(&ca_path, "/etc/fortros/enroll-ca.pem")],
+        None,
+        "",
+    );
+    let failed = console
+        .lines()
+        .find(|l| l.contains("FAILED: enrollment:"))
+        .unwrap_or_else(|| panic!("no enrollment failure; console:\n{console}"));
+    for want in [
+        "TLS certificate refused",
+        org.tls_fingerprint.as_deref().expect("a TLS org"),
+        "not valid for name \"10.0.2.2\"",
+        "127.0.0.1",
+    ] {
+        assert!(failed.contains(want), "{want:?} in {failed}");
+    }
+    assert!(!failed.contains("clock"), "not a date refusal: {failed}");
+    handed_off(&console);
+    assert!(node_ids(&org).is_empty(), "nothing enrolled");
 }

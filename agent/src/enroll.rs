@@ -17,20 +17,19 @@
 //! `https://` org URLs need the org's certificate pinned
 //! ([`crate::enroll_tls::OrgTrust`]); no system CA store is ever used.
 
-use crate::enroll_tls::{OrgTrust, PinnedConnector, PinnedOrg, TrustError};
+use crate::enroll_tls::{OrgTrust, PinnedOrg, TrustError};
+use crate::org_http::{self, OrgUrl};
 use ed25519_dalek::VerifyingKey;
 use fortros_wire::envelope::{PolicyExpectation, ReportEvidence, SignedPolicy};
 use fortros_wire::exchange::*;
 use fortros_wire::{Bytes, Policy, Report};
 use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Largest answer read from the org.
-const MAX_ANSWER: u64 = 1 << 20;
+const MAX_ANSWER: usize = 1 << 20;
 /// Largest backup image answer (a 64 MiB flash and its envelope).
-const MAX_BACKUP_ANSWER: u64 = (64 << 20) + (64 << 10);
+const MAX_BACKUP_ANSWER: usize = (64 << 20) + (64 << 10);
 
 /// What the exchange needs from the node's TPM.
 pub trait Attester {
@@ -83,10 +82,12 @@ pub enum Enrolled {
 /// A client of one org.
 pub struct EnrollClient {
     base: String,
+    /// `base` parsed; `None` when it is not a usable URL (said on first use).
+    url: Result<OrgUrl, String>,
     org_key: VerifyingKey,
-    agent: ureq::Agent,
-    /// The certificate check of https connections; `None`: http only.
-    tls: Option<Arc<PinnedOrg>>,
+    /// The TLS client of https connections and its certificate check;
+    /// `None`: http only.
+    tls: Option<(Arc<rustls::ClientConfig>, Arc<PinnedOrg>)>,
 }
 
 impl EnrollClient {
@@ -104,29 +105,24 @@ impl EnrollClient {
         trust: &OrgTrust,
     ) -> Result<Self, EnrollError> {
         let (config, verifier) = trust.client_config()?;
-        Ok(Self::build(base, org_key, Some((config, verifier))))
+        Ok(Self::build(
+            base,
+            org_key,
+            Some((Arc::new(config), verifier)),
+        ))
     }
 
     fn build(
         base: &str,
         org_key: VerifyingKey,
-        tls: Option<(rustls::ClientConfig, Arc<PinnedOrg>)>,
+        tls: Option<(Arc<rustls::ClientConfig>, Arc<PinnedOrg>)>,
     ) -> Self {
-        let builder = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60));
-        let (builder, verifier) = match tls {
-            Some((config, verifier)) => (
-                builder.tls_connector(Arc::new(PinnedConnector(Arc::new(config)))),
-                Some(verifier),
-            ),
-            None => (builder, None),
-        };
+        let base = base.trim_end_matches('/').to_string();
         EnrollClient {
-            base: base.trim_end_matches('/').to_string(),
+            url: OrgUrl::parse(&base),
+            base,
             org_key,
-            agent: builder.build(),
-            tls: verifier,
+            tls,
         }
     }
 
@@ -139,32 +135,23 @@ impl EnrollClient {
         self.post_limited(path, body, MAX_ANSWER)
     }
 
-    fn post_limited(&self, path: &str, body: &[u8], limit: u64) -> Result<Vec<u8>, EnrollError> {
+    fn post_limited(&self, path: &str, body: &[u8], limit: usize) -> Result<Vec<u8>, EnrollError> {
         let url = format!("{}{}", self.base, path);
-        // ureq has no TLS of its own: https goes through the pinned connector.
-        if self.tls.is_none() && !url.starts_with("http://") {
+        let org = self.url.as_ref().map_err(|reason| EnrollError::Transport {
+            url: url.clone(),
+            reason: reason.clone(),
+        })?;
+        if org.https && self.tls.is_none() {
             return Err(EnrollError::Certificate {
                 url,
                 reason: "https needs the org certificate pinned (org_ca or org_cert_sha256)".into(),
             });
         }
-        let resp = match self
-            .agent
-            .post(&url)
-            .set("Content-Type", "application/octet-stream")
-            .send_bytes(body)
-        {
-            Ok(r) => r,
-            Err(ureq::Error::Status(status, r)) => {
-                let reason = r.into_string().unwrap_or_default().trim().to_string();
-                return Err(EnrollError::Refused {
-                    url,
-                    status,
-                    reason,
-                });
-            }
+        let tls = self.tls.as_ref().filter(|_| org.https);
+        let answer = match org_http::post(org, tls.map(|(c, _)| c), path, body, limit) {
+            Ok(a) => a,
             Err(e) => {
-                if let Some(reason) = self.tls.as_ref().and_then(|v| v.last_refusal()) {
+                if let Some(reason) = tls.and_then(|(_, v)| v.last_refusal()) {
                     return Err(EnrollError::Certificate { url, reason });
                 }
                 return Err(EnrollError::Transport {
@@ -173,15 +160,15 @@ impl EnrollClient {
                 });
             }
         };
-        let mut out = Vec::new();
-        resp.into_reader()
-            .take(limit)
-            .read_to_end(&mut out)
-            .map_err(|e| EnrollError::Transport {
-                url: url.clone(),
-                reason: e.to_string(),
-            })?;
-        Ok(out)
+        if answer.status >= 400 {
+            let reason = String::from_utf8_lossy(&answer.body).trim().to_string();
+            return Err(EnrollError::Refused {
+                url,
+                status: answer.status,
+                reason,
+            });
+        }
+        Ok(answer.body)
     }
 
     fn answer<T>(

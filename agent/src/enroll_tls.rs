@@ -14,10 +14,9 @@
 //! A refusal names the expected and the actual fingerprint; the client
 //! reads it back through [`PinnedOrg::last_refusal`] to say so plainly.
 //!
-//! ureq is built without its own TLS (no built-in root list in the
-//! binary): [`PinnedConnector`] is its only way to speak TLS.
+//! The binary carries no root list: [`crate::org_http`] speaks TLS only
+//! through the client configuration built here.
 
-use std::io;
 use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -25,10 +24,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConnection, DigitallySignedStruct, RootCertStore, SignatureScheme,
-    StreamOwned,
-};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, thiserror::Error)]
@@ -123,51 +119,6 @@ impl OrgTrust {
             .with_custom_certificate_verifier(verifier.clone())
             .with_no_client_auth();
         Ok((config, verifier))
-    }
-}
-
-/// ureq's TLS hook: a rustls client with the pinned verifier.
-pub struct PinnedConnector(pub Arc<rustls::ClientConfig>);
-
-impl ureq::TlsConnector for PinnedConnector {
-    fn connect(
-        &self,
-        dns_name: &str,
-        mut io: Box<dyn ureq::ReadWrite>,
-    ) -> Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
-        // ureq keeps the brackets of an IPv6 literal; rustls does not want them.
-        let host = dns_name.trim_start_matches('[').trim_end_matches(']');
-        let name = ServerName::try_from(host.to_string()).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("TLS name {host}: {e}"))
-        })?;
-        let mut conn = ClientConnection::new(self.0.clone(), name).map_err(io::Error::other)?;
-        conn.complete_io(&mut io)?;
-        Ok(Box::new(TlsStream(StreamOwned::new(conn, io))))
-    }
-}
-
-/// A TLS connection as ureq reads and writes it.
-#[derive(Debug)]
-struct TlsStream(StreamOwned<ClientConnection, Box<dyn ureq::ReadWrite>>);
-
-impl ureq::ReadWrite for TlsStream {
-    fn socket(&self) -> Option<&std::net::TcpStream> {
-        self.0.get_ref().socket()
-    }
-}
-
-impl io::Read for TlsStream {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        io::Read::read(&mut self.0, buf)
-    }
-}
-
-impl io::Write for TlsStream {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        io::Write::write(&mut self.0, buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        io::Write::flush(&mut self.0)
     }
 }
 

@@ -18,4 +18,5 @@ pub mod enroll;
 pub mod enroll_tls;
 pub mod hw;
 pub mod image;
+pub mod org_http;
 pub mod report_facts;

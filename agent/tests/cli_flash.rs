@@ -1,6 +1,8 @@
 //! `fortros-agent flash ...` on image files: what an operator sees, exit
 //! codes, and that refused writes leave the file untouched.
 
+mod common;
+
 use fortros_agent::hw::flash::access::{DescriptorAccess, IfdVersion, RegionSpan};
 use fortros_agent::hw::flash::file::MemFlash;
 use fortros_agent::hw::flash::journal::FileJournal;
@@ -10,6 +12,7 @@ use fortros_agent::hw::flash::write::{
 };
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 const SIZE: usize = 1 << 20;
 
@@ -260,16 +263,7 @@ fn unreadable_device_is_an_operational_failure() {
 #[test]
 fn killed_write_recovers_to_old_or_new() {
     let dir = tempfile::tempdir().unwrap();
-    let size = 4 << 20;
-    let old: Vec<u8> = (0..size).map(|i| (i * 13 % 251) as u8).collect();
-    // Every 4 KiB block changes, in runs broken by an unchanged block every
-    // 8 blocks, so the write is many runs long.
-    let mut new = old.clone();
-    for (i, block) in new.chunks_mut(4096).enumerate() {
-        if i % 8 != 7 {
-            block[100] ^= 0xFF;
-        }
-    }
+    let (old, new) = common::many_run_images();
     let new_path = dir.path().join("new.bin");
     std::fs::write(&new_path, &new).unwrap();
     let flash_path = dir.path().join("flash.bin");
@@ -279,34 +273,13 @@ fn killed_write_recovers_to_old_or_new() {
     for delay_ms in [30u64, 150, 300, 500, 700, 900] {
         std::fs::write(&flash_path, &old).unwrap();
         let _ = std::fs::remove_file(&journal);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fortros-agent"))
-            .args([
-                "flash",
-                "write",
-                "-d",
-                &flash,
-                "--image",
-                new_path.to_str().unwrap(),
-                "--verified-policy-sha256",
-                &"ab".repeat(32),
-                "--backup-sha256",
-                &hex::encode(sha256(&old)),
-                "--platform-ok",
-                "test",
-                "--flmstr1",
-                "0xffffffff",
-                "--region",
-                &format!("1:0:{:#x}", size - 1),
-                "--journal",
-                journal.to_str().unwrap(),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        let _ = child.wait();
+        common::write_then_kill(
+            &flash,
+            &new_path,
+            &old,
+            &["--journal", journal.to_str().unwrap()],
+            Duration::from_millis(delay_ms),
+        );
         let o = agent(&[
             "flash",
             "recover",

@@ -1,5 +1,7 @@
 //! TPM NV primitives and the FortrOS NV slots against a real swtpm.
 
+mod common;
+
 use fortros_agent::hw::tpm::client::Tpm;
 use fortros_agent::hw::tpm::nv::{
     self, attr, NvError, NvSlot, Provisioned, FORTROS_NV_ATTRIBUTES, JOURNAL_INDEX,
@@ -487,14 +489,7 @@ fn killed_cli_write_with_the_nv_journal_recovers_from_the_backup() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let size = 4 << 20;
-    let old: Vec<u8> = (0..size).map(|i| (i * 13 % 251) as u8).collect();
-    let mut new = old.clone();
-    for (i, block) in new.chunks_mut(4096).enumerate() {
-        if i % 8 != 7 {
-            block[100] ^= 0xFF;
-        }
-    }
+    let (old, new) = common::many_run_images();
     let new_path = dir.path().join("new.bin");
     let backup_path = dir.path().join("original.bin");
     std::fs::write(&new_path, &new).unwrap();
@@ -522,36 +517,13 @@ fn killed_cli_write_with_the_nv_journal_recovers_from_the_backup() {
     let mut outcomes = Vec::new();
     for delay_ms in [20u64, 100, 250, 500, 800] {
         std::fs::write(&flash_path, &old).unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fortros-agent"))
-            .args([
-                "flash",
-                "write",
-                "-d",
-                &flash,
-                "--image",
-                new_path.to_str().unwrap(),
-                "--verified-policy-sha256",
-                &"ab".repeat(32),
-                "--backup-sha256",
-                &hex::encode(sha256(&old)),
-                "--platform-ok",
-                "test",
-                "--flmstr1",
-                "0xffffffff",
-                "--region",
-                &format!("1:0:{:#x}", size - 1),
-                "--journal",
-                "tpm-nv",
-                "--tpm",
-                &tpm,
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        let _ = child.wait();
+        common::write_then_kill(
+            &flash,
+            &new_path,
+            &old,
+            &["--journal", "tpm-nv", "--tpm", &tpm],
+            std::time::Duration::from_millis(delay_ms),
+        );
         let before = std::fs::read(&flash_path).unwrap();
         let first = recover(false);
         let decision = if first.status.code() == Some(0) {

@@ -313,3 +313,66 @@ fn ek_certificate_chains_to_the_local_ca_and_certifies_this_ek() {
         EkCertError::KeyMismatch
     );
 }
+
+/// TPM2_CC_CreatePrimary (TPM 2.0 Part 2, table 12).
+const TPM2_CC_CREATE_PRIMARY: u32 = 0x131;
+
+/// Counts the TPM2_CreatePrimary commands under the endorsement hierarchy
+/// (EK derivations) that pass through it.
+struct CountingTransport {
+    inner: SocketTransport,
+    ek_derivations: std::rc::Rc<std::cell::Cell<u32>>,
+}
+
+impl fortros_agent::hw::tpm::Transport for CountingTransport {
+    fn transact(
+        &mut self,
+        command: &[u8],
+    ) -> Result<Vec<u8>, fortros_agent::hw::tpm::transport::TransportError> {
+        // Header: tag (2), size (4), command code (4), then the handle.
+        let code = command
+            .get(6..10)
+            .map(|b| u32::from_be_bytes(b.try_into().unwrap()));
+        let handle = command
+            .get(10..14)
+            .map(|b| u32::from_be_bytes(b.try_into().unwrap()));
+        if code == Some(TPM2_CC_CREATE_PRIMARY) && handle == Some(client::RH_ENDORSEMENT) {
+            self.ek_derivations.set(self.ek_derivations.get() + 1);
+        }
+        self.inner.transact(command)
+    }
+}
+
+/// A boot quotes its report, answers the org's credential challenge and
+/// quotes its outcome: on a TPM without a persisted EK the RSA EK (a key
+/// generation, seconds on a discrete TPM) is derived once for all three,
+/// and the challenge is still answered with it.
+#[test]
+fn a_boot_derives_the_ek_once() {
+    use fortros_agent::boot::work::TpmAttester;
+    use fortros_agent::enroll::Attester;
+    let Some(sw) = Swtpm::start_or_skip("a_boot_derives_the_ek_once", SwtpmOptions::default())
+    else {
+        return;
+    };
+    let count = std::rc::Rc::new(std::cell::Cell::new(0));
+    let transport = CountingTransport {
+        inner: SocketTransport::connect(sw.socket_path()).unwrap(),
+        ek_derivations: count.clone(),
+    };
+    let mut attester = TpmAttester::new(Tpm::new(transport)).unwrap();
+    let first = attester.attest(sample_report(&[], NONCE)).unwrap();
+    let report = Report::from_bytes(first.report.as_slice()).unwrap();
+    let ek = report.node.ek_public.expect("the report carries the EK");
+    let ak_name = attester.ak_name();
+    let secret = b"org challenge 0123456789abcdef!!";
+    let made =
+        make_credential(&rsa(ek.as_slice()), &ak_name, secret, &mut rand_core::OsRng).unwrap();
+    let challenge = fortros_wire::exchange::CredentialChallenge {
+        credential_blob: Bytes(made.credential_blob),
+        encrypted_secret: Bytes(made.encrypted_secret),
+    };
+    assert_eq!(attester.activate_credential(&challenge).unwrap(), secret);
+    attester.attest(sample_report(&[], NONCE)).unwrap();
+    assert_eq!(count.get(), 1, "EK derivations in one boot");
+}

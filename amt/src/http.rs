@@ -1,6 +1,7 @@
 //! HTTP/1.1 as an AMT WS-MAN client needs it (RFC 9112): one request
 //! written, one response read, over any byte stream (an APF channel on the
-//! node, a TCP socket at the org).
+//! node, a TCP socket at the org). The agent reads the org's answers with
+//! it too ([`read_response_limited`]).
 //!
 //! Responses are read with hard limits (head 16 KiB, body 1 MiB) and every
 //! malformed byte becomes an [`HttpError`] naming where it was; bodies come
@@ -128,9 +129,18 @@ pub fn parse_response(bytes: &[u8]) -> Result<Response, HttpError> {
 
 /// Reads one response from a stream. The stream may end right after it.
 pub fn read_response<R: Read>(stream: &mut R) -> Result<Response, HttpError> {
+    read_response_limited(stream, MAX_BODY)
+}
+
+/// [`read_response`] with another body limit (the org's answers carry
+/// flash images of up to 64 MiB).
+pub fn read_response_limited<R: Read>(
+    stream: &mut R,
+    max_body: usize,
+) -> Result<Response, HttpError> {
     let mut r = Buffered::new(stream);
     loop {
-        let resp = read_one(&mut r)?;
+        let resp = read_one(&mut r, max_body)?;
         // 1xx interim responses (100 Continue) precede the real one.
         if !(100..200).contains(&resp.status) {
             return Ok(resp);
@@ -138,7 +148,7 @@ pub fn read_response<R: Read>(stream: &mut R) -> Result<Response, HttpError> {
     }
 }
 
-fn read_one<R: Read>(r: &mut Buffered<'_, R>) -> Result<Response, HttpError> {
+fn read_one<R: Read>(r: &mut Buffered<'_, R>, max_body: usize) -> Result<Response, HttpError> {
     let head_start = r.consumed;
     let status_line = r.line("status line", MAX_HEAD)?;
     let (status, reason) = parse_status_line(&status_line, head_start)?;
@@ -185,22 +195,22 @@ fn read_one<R: Read>(r: &mut Buffered<'_, R>) -> Result<Response, HttpError> {
         .map(|v| v.to_ascii_lowercase().contains("chunked"))
         .unwrap_or(false);
     resp.body = if chunked {
-        read_chunked(r)?
+        read_chunked(r, max_body)?
     } else if let Some(len) = resp.header("Content-Length") {
         let at = r.consumed;
         let n: usize = len
             .trim()
             .parse()
             .map_err(|_| malformed("Content-Length", at, format!("{len:?}")))?;
-        if n > MAX_BODY {
+        if n > max_body {
             return Err(HttpError::TooLarge {
                 structure: "body",
-                limit: MAX_BODY,
+                limit: max_body,
             });
         }
         r.exact(n, "body")?
     } else {
-        r.read_to_end(MAX_BODY)?
+        r.read_to_end(max_body)?
     };
     Ok(resp)
 }
@@ -219,7 +229,7 @@ fn parse_status_line(line: &str, at: usize) -> Result<(u16, String), HttpError> 
     Ok((status, parts.next().unwrap_or("").to_string()))
 }
 
-fn read_chunked<R: Read>(r: &mut Buffered<'_, R>) -> Result<Vec<u8>, HttpError> {
+fn read_chunked<R: Read>(r: &mut Buffered<'_, R>, max_body: usize) -> Result<Vec<u8>, HttpError> {
     let mut body = Vec::new();
     loop {
         let at = r.consumed;
@@ -236,10 +246,10 @@ fn read_chunked<R: Read>(r: &mut Buffered<'_, R>) -> Result<Vec<u8>, HttpError> 
                 }
             }
         }
-        if size > MAX_BODY || body.len() + size > MAX_BODY {
+        if size > max_body || body.len() + size > max_body {
             return Err(HttpError::TooLarge {
                 structure: "chunked body",
-                limit: MAX_BODY,
+                limit: max_body,
             });
         }
         body.extend_from_slice(&r.exact(size, "chunk data")?);

@@ -19,6 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
+/// The `[[modules]]` of the QEMU test node's agent.toml (virtio, block2mtd
+/// for the SPI image), shared with scripts/lib-node.sh.
+pub const NODE_MODULES: &str = include_str!("../../initramfs/node-modules.toml");
+
 /// The checkout root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

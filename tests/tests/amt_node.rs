@@ -20,6 +20,7 @@
 //! org's database with the org's key): it is nowhere.
 
 use fortros_e2e::org::org_bin;
+use fortros_e2e::NODE_MODULES;
 use fortros_e2e::{build_initramfs, fresh_dir, kexec_target, node_available, root};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -262,18 +263,7 @@ kernel = "/boot/vmlinuz"
 initrd = "/boot/initrd.img"
 cmdline = "console=ttyS0 panic=-1 quiet loglevel=4 no_timer_check"
 
-[[modules]]
-name = "virtio_pci"
-
-[[modules]]
-name = "virtio_blk"
-
-[[modules]]
-name = "virtio_net"
-
-[[modules]]
-name = "block2mtd"
-params = "block2mtd=/dev/vda,4096"
+{NODE_MODULES}
 
 [[modules]]
 name = "mei"

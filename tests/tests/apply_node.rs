@@ -19,6 +19,7 @@
 //!    image (x210), its descriptor unlocked in memory (never committed).
 
 use fortros_e2e::org::{console_json, TestOrg};
+use fortros_e2e::NODE_MODULES;
 use fortros_e2e::{build_initramfs, fresh_dir, node_available, root, work};
 use fortros_testkit::corpus::Corpus;
 use fortros_testkit::synth::descriptor::{full_image_with_me, DescriptorBuilder};
@@ -126,18 +127,7 @@ journal = "/tmp/flash.journal"
 [network]
 interface = "eth0"
 
-[[modules]]
-name = "virtio_pci"
-
-[[modules]]
-name = "virtio_blk"
-
-[[modules]]
-name = "virtio_net"
-
-[[modules]]
-name = "block2mtd"
-params = "block2mtd=/dev/vda,4096"
+{NODE_MODULES}
 "#,
         org.guest_url(),
         org.public_key()

@@ -9,6 +9,7 @@
 //! changes in the org's diff.
 
 use fortros_e2e::org::{org_bin, run_cli};
+use fortros_e2e::NODE_MODULES;
 use fortros_e2e::{build_initramfs, fresh_dir, kexec_target, node_available, root};
 use fortros_testkit::synth::descriptor::{full_image_with_me, DescriptorBuilder};
 use fortros_testkit::synth::me;
@@ -132,18 +133,7 @@ kernel = "/boot/vmlinuz"
 initrd = "/boot/initrd.img"
 cmdline = "console=ttyS0 panic=-1 quiet loglevel=4 no_timer_check fortros.handoff=kexec-test"
 
-[[modules]]
-name = "virtio_pci"
-
-[[modules]]
-name = "virtio_blk"
-
-[[modules]]
-name = "virtio_net"
-
-[[modules]]
-name = "block2mtd"
-params = "block2mtd=/dev/vda,4096"
+{NODE_MODULES}
 
 [[modules]]
 name = "mei_me"

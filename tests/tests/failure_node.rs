@@ -7,6 +7,7 @@
 //!   /sbin/init prints a marker as PID 1;
 //! - `on_enroll_failure = "stop"`: the stop message, no handoff, power off.
 
+use fortros_e2e::NODE_MODULES;
 use fortros_e2e::{build_initramfs, fresh_dir, node_available, root, switch_root_disk};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,18 +47,7 @@ root = "/dev/vdb"
 fstype = "ext4"
 init = "/sbin/init"
 
-[[modules]]
-name = "virtio_pci"
-
-[[modules]]
-name = "virtio_blk"
-
-[[modules]]
-name = "virtio_net"
-
-[[modules]]
-name = "block2mtd"
-params = "block2mtd=/dev/vda,4096"
+{NODE_MODULES}
 
 [[modules]]
 name = "crc32c_generic"

@@ -27,7 +27,7 @@
 //! accepted at 10.0.2.2, a CA-issued one for 127.0.0.1 is refused there.
 
 use fortros_e2e::org::{console_json, TestOrg};
-use fortros_e2e::{build_initramfs, fresh_dir, kexec_target, node_available, root};
+use fortros_e2e::{build_initramfs, fresh_dir, kexec_target, node_available, root, NODE_MODULES};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -59,18 +59,7 @@ kernel = "/boot/vmlinuz"
 initrd = "/boot/initrd.img"
 cmdline = "console=ttyS0 panic=-1 quiet loglevel=4 no_timer_check fortros.handoff=tls-test"
 
-[[modules]]
-name = "virtio_pci"
-
-[[modules]]
-name = "virtio_blk"
-
-[[modules]]
-name = "virtio_net"
-
-[[modules]]
-name = "block2mtd"
-params = "block2mtd=/dev/vda,4096"
+{NODE_MODULES}
 
 [[modules]]
 name = "mei_me"

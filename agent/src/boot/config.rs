@@ -142,17 +142,6 @@ impl Org {
     }
 }
 
-/// The host of an http(s) URL (no brackets around IPv6).
-fn url_host(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if let Some(v6) = host_port.strip_prefix('[') {
-        return v6.split_once(']').map(|(h, _)| h);
-    }
-    Some(host_port.split(':').next().unwrap_or(host_port))
-}
-
 /// Hosts plain http may reach without `allow_http`: this machine, and the
 /// host of QEMU's user network (tests and demos).
 fn http_allowed_by_default(host: &str) -> bool {
@@ -339,11 +328,11 @@ fn check_org_transport(org: &Org) -> Result<(), String> {
             ));
         }
     }
-    let host = url_host(&org.url).filter(|h| !h.is_empty());
-    let Some(host) = host else {
-        return Err(format!("{:?} names no host", org.url));
-    };
-    if org.url.starts_with("https://") {
+    // The URL as the agent will use it: a bad one fails here, at boot
+    // step 1, not at the first request.
+    let url = crate::org_http::OrgUrl::parse(org.url.trim_end_matches('/'))?;
+    let host = url.host.as_str();
+    if url.https {
         if org.org_ca.is_none() && org.org_cert_sha256.is_none() {
             return Err(format!(
                 "{:?} is https but no org certificate is pinned: set org_cert_sha256 or org_ca \

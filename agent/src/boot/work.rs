@@ -48,6 +48,14 @@ pub struct TpmAttester<T: Transport> {
     /// The last report quoted, as filled in (AK, EK, PCRs, nonce): what
     /// the console line shows.
     last: Option<Report>,
+    /// The EK, derived at most once per boot.
+    ek: identity::EkCache,
+}
+
+impl<T: Transport> Drop for TpmAttester<T> {
+    fn drop(&mut self) {
+        self.ek.release(&mut self.tpm);
+    }
 }
 
 impl<T: Transport> TpmAttester<T> {
@@ -61,6 +69,7 @@ impl<T: Transport> TpmAttester<T> {
             tpm,
             ak_name,
             last: None,
+            ek: identity::EkCache::default(),
         })
     }
 }
@@ -70,16 +79,17 @@ impl<T: Transport> Attester for TpmAttester<T> {
         self.ak_name.clone()
     }
     fn attest(&mut self, mut report: Report) -> Result<ReportEvidence, String> {
-        let evidence =
-            identity::attest_report(&mut self.tpm, &mut report).map_err(|e| e.to_string())?;
+        let evidence = identity::attest_report_with(&mut self.tpm, &mut report, &mut self.ek)
+            .map_err(|e| e.to_string())?;
         self.last = Some(report);
         Ok(evidence)
     }
     fn activate_credential(&mut self, ch: &CredentialChallenge) -> Result<Vec<u8>, String> {
-        identity::activate_credential(
+        identity::activate_credential_with(
             &mut self.tpm,
             ch.credential_blob.as_slice(),
             ch.encrypted_secret.as_slice(),
+            &mut self.ek,
         )
         .map_err(|e| e.to_string())
     }

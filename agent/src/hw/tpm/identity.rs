@@ -141,23 +141,58 @@ pub fn sign_report<T: Transport>(
     })
 }
 
+/// The EK for the length of one TPM connection: found or derived on first
+/// use, then kept. Deriving the RSA EK is a key generation, which takes
+/// seconds on a discrete TPM, and a boot needs it two or three times
+/// (report, credential activation, outcome). [`EkCache::release`] flushes
+/// a derived one.
+#[derive(Debug, Default)]
+pub struct EkCache {
+    /// The key and whether it is the persisted one (never flushed).
+    key: Option<(LoadedKey, bool)>,
+}
+
+impl EkCache {
+    fn get<T: Transport>(&mut self, tpm: &mut Tpm<T>) -> Result<&LoadedKey, IdentityError> {
+        let key = match self.key.take() {
+            Some(k) => k,
+            None => load_ek(tpm)?,
+        };
+        Ok(&self.key.insert(key).0)
+    }
+
+    /// Flushes a derived EK (the persisted one stays).
+    pub fn release<T: Transport>(&mut self, tpm: &mut Tpm<T>) {
+        if let Some((k, false)) = self.key.take() {
+            let _ = tpm.flush(k.handle);
+        }
+    }
+}
+
 /// The whole boot-time sequence: identity into the report, measure, quote.
 /// Flushes the transient keys it created.
 pub fn attest_report<T: Transport>(
     tpm: &mut Tpm<T>,
     report: &mut Report,
 ) -> Result<ReportEvidence, IdentityError> {
+    let mut ek = EkCache::default();
+    let result = attest_report_with(tpm, report, &mut ek);
+    ek.release(tpm);
+    result
+}
+
+/// [`attest_report`] with the EK kept in `ek` for the next call.
+pub fn attest_report_with<T: Transport>(
+    tpm: &mut Tpm<T>,
+    report: &mut Report,
+    ek: &mut EkCache,
+) -> Result<ReportEvidence, IdentityError> {
     let ak = load_ak(tpm)?;
     let result = (|| {
         // Without an EK the report still goes out (the org then cannot run
         // MakeCredential and says so); the quote is what must not fail.
-        report.node.ek_public = match load_ek(tpm) {
-            Ok((ek, persistent)) => {
-                if !persistent {
-                    let _ = tpm.flush(ek.handle);
-                }
-                Some(Bytes(ek.public))
-            }
+        report.node.ek_public = match ek.get(tpm) {
+            Ok(k) => Some(Bytes(k.public.clone())),
             Err(e) => {
                 log::warn!("EK unavailable, reporting without it: {e}");
                 None
@@ -178,14 +213,23 @@ pub fn activate_credential<T: Transport>(
     credential_blob: &[u8],
     encrypted_secret: &[u8],
 ) -> Result<Vec<u8>, IdentityError> {
+    let mut ek = EkCache::default();
+    let result = activate_credential_with(tpm, credential_blob, encrypted_secret, &mut ek);
+    ek.release(tpm);
+    result
+}
+
+/// [`activate_credential`] with the EK kept in `ek` for the next call.
+pub fn activate_credential_with<T: Transport>(
+    tpm: &mut Tpm<T>,
+    credential_blob: &[u8],
+    encrypted_secret: &[u8],
+    ek: &mut EkCache,
+) -> Result<Vec<u8>, IdentityError> {
     let ak = load_ak(tpm)?;
     let result = (|| {
-        let (ek, persistent) = load_ek(tpm)?;
-        let out = tpm.activate_credential(ak.handle, ek.handle, credential_blob, encrypted_secret);
-        if !persistent {
-            let _ = tpm.flush(ek.handle);
-        }
-        Ok(out?)
+        let ek_handle = ek.get(tpm)?.handle;
+        Ok(tpm.activate_credential(ak.handle, ek_handle, credential_blob, encrypted_secret)?)
     })();
     let _ = tpm.flush(ak.handle);
     result

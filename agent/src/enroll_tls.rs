@@ -150,29 +150,39 @@ impl PinnedOrg {
         self.refusal.lock().ok().and_then(|r| r.clone())
     }
 
-    fn refuse(&self, why: String) -> rustls::Error {
+    /// Keeps `why` for [`PinnedOrg::last_refusal`] and returns the error
+    /// that ends the handshake: webpki's own when it decided (so the alert
+    /// the org receives says expired, bad name or unknown CA), otherwise
+    /// "certificate unknown".
+    fn refuse(&self, why: String, cause: Option<rustls::Error>) -> rustls::Error {
         if let Ok(mut r) = self.refusal.lock() {
             *r = Some(why.clone());
         }
-        rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
-            std::io::Error::other(why),
-        ))))
+        cause.unwrap_or_else(|| {
+            rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
+                Arc::new(std::io::Error::other(why)),
+            )))
+        })
     }
 
-    /// The decision on the server's certificate, without rustls types.
+    /// The decision on the server's certificate: why not, in plain words,
+    /// and webpki's error when it was webpki's decision.
     fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
         now: UnixTime,
-    ) -> Result<(), String> {
+    ) -> Result<(), (String, Option<rustls::Error>)> {
         let actual = fingerprint(end_entity);
         if let Some(pin) = &self.trust.cert_sha256 {
             if Sha256::digest(end_entity.as_ref()).as_slice() != pin {
-                return Err(format!(
-                    "org certificate SHA-256 {actual} is not the pinned org_cert_sha256 {}",
-                    hex::encode(pin)
+                return Err((
+                    format!(
+                        "org certificate SHA-256 {actual} is not the pinned org_cert_sha256 {}",
+                        hex::encode(pin)
+                    ),
+                    None,
                 ));
             }
         }
@@ -187,12 +197,13 @@ impl PinnedOrg {
             .map(|_| ())
             .map_err(|e| {
                 let expected: Vec<String> = self.trust.ca.iter().map(|c| fingerprint(c)).collect();
-                format!(
+                let why = format!(
                     "org certificate SHA-256 {actual} is not in org_ca {} (SHA-256 {}) and is not accepted through it: {e}{}",
                     self.trust.ca_path.as_deref().unwrap_or("?"),
                     expected.join(", "),
                     clock_hint(&e, now)
-                )
+                );
+                (why, Some(e))
             })
     }
 }
@@ -248,10 +259,13 @@ impl ServerCertVerifier for PinnedOrg {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         if !self.trust.is_pinned() {
-            return Err(self.refuse(format!(
-                "org certificate SHA-256 {}: no org_ca or org_cert_sha256 pinned, and no system CA store is used",
-                fingerprint(end_entity)
-            )));
+            return Err(self.refuse(
+                format!(
+                    "org certificate SHA-256 {}: no org_ca or org_cert_sha256 pinned, and no system CA store is used",
+                    fingerprint(end_entity)
+                ),
+                None,
+            ));
         }
         match self.check(end_entity, intermediates, server_name, now) {
             Ok(()) => {
@@ -260,7 +274,7 @@ impl ServerCertVerifier for PinnedOrg {
                 }
                 Ok(ServerCertVerified::assertion())
             }
-            Err(why) => Err(self.refuse(why)),
+            Err((why, cause)) => Err(self.refuse(why, cause)),
         }
     }
 

@@ -169,6 +169,24 @@ fn node_ids(org: &TestOrg) -> Vec<u64> {
         .collect()
 }
 
+/// What the org's server logged (stdout and stderr).
+fn org_log(org: &TestOrg) -> String {
+    ["org.log", "org.err"]
+        .iter()
+        .map(|f| std::fs::read_to_string(org.dir.join(f)).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The org's log line about a failed TLS handshake, or a panic.
+fn handshake_refusal(org: &TestOrg) -> String {
+    let log = org_log(org);
+    log.lines()
+        .find(|l| l.contains("TLS handshake with") && l.contains("received fatal alert"))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no failed handshake in the org's log:\n{log}"))
+}
+
 /// How many reports the org holds for `id`.
 fn reports_of(org: &TestOrg, id: u64) -> usize {
     org.json(&["nodes", "show", &id.to_string(), "--json"])["history"]
@@ -267,6 +285,12 @@ fn node_enrolls_over_tls_and_refuses_an_org_it_has_not_pinned() {
     assert_eq!(node_ids(&org), vec![node_id]);
     assert_eq!(reports_of(&org, node_id), reports);
     assert!(std::fs::read(&node.spi).unwrap() == img, "flash untouched");
+    // The org's log says a client refused its certificate.
+    let refused = handshake_refusal(&org);
+    assert!(
+        refused.contains("CertificateUnknown") && refused.contains("pins another"),
+        "{refused}"
+    );
 
     // 3. Pinned by org_ca (the org's own certificate, PEM), the node's clock
     // in 2001 (a dead CMOS battery): a pinned certificate's dates are not
@@ -369,6 +393,11 @@ fn node_pinned_to_an_enrollment_ca_checks_the_certificate_dates_by_its_clock() {
     handed_off(&console);
     assert_eq!(node_ids(&org), vec![node_id]);
     assert_eq!(reports_of(&org, node_id), reports, "no new report");
+    let refused = handshake_refusal(&org);
+    assert!(
+        refused.contains("CertificateExpired") && refused.contains("clock"),
+        "{refused}"
+    );
 }
 
 #[test]
@@ -425,4 +454,6 @@ fn the_certificate_name_matters_only_through_a_ca() {
     assert!(!failed.contains("clock"), "not a date refusal: {failed}");
     handed_off(&console);
     assert!(node_ids(&org).is_empty(), "nothing enrolled");
+    let refused = handshake_refusal(&org);
+    assert!(refused.contains("BadCertificate"), "{refused}");
 }

@@ -10,7 +10,9 @@
 use fortros_meiemu::amt::remote::Qmp;
 use fortros_meiemu::amt::state::StateFile;
 use fortros_meiemu::amt::{AmtEvent, AmtModel};
+pub mod cut;
 pub mod org;
+pub mod qemu;
 
 use fortros_meiemu::{Event, Listener, Scenario};
 use std::collections::BTreeMap;
@@ -307,6 +309,25 @@ pub fn build_initramfs(out: &Path, args: &[&str]) {
         st.success(),
         "scripts/build-initramfs {args:?} failed: {st}"
     );
+}
+
+/// An initramfs with the agent as /init, `config` as its agent.toml and,
+/// with `os` = (kernel, initramfs), the OS a kexec handoff boots
+/// (/boot/vmlinuz, /boot/initrd.img).
+pub fn agent_initramfs(out: &Path, config: &Path, os: Option<(&Path, &Path)>) {
+    let path = |p: &Path| p.to_str().expect("a UTF-8 path").to_string();
+    let mut args = vec![
+        "--agent-init".to_string(),
+        "--file".into(),
+        path(config),
+        "/etc/fortros/agent.toml".into(),
+    ];
+    if let Some((kernel, initrd)) = os {
+        args.extend(["--file".into(), path(kernel), "/boot/vmlinuz".into()]);
+        args.extend(["--file".into(), path(initrd), "/boot/initrd.img".into()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    build_initramfs(out, &args);
 }
 
 /// The OS a kexec handoff boots in tests: the guest kernel's vmlinuz and, in

@@ -124,14 +124,7 @@ impl TestOrg {
             .and_then(|l| l.local_addr())
             .expect("a free loopback port")
             .port();
-        let server = Command::new(&bin)
-            .arg("--dir")
-            .arg(dir)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(std::fs::File::create(dir.join("org.log")).expect("org.log"))
-            .stderr(std::fs::File::create(dir.join("org.err")).expect("org.err"))
-            .spawn()
-            .expect("start fortros-org serve");
+        let server = serve(&bin, dir, port);
         TestOrg {
             bin,
             dir: dir.to_path_buf(),
@@ -181,6 +174,47 @@ impl TestOrg {
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.cli(args);
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    }
+}
+
+/// `fortros-org serve` on `port`, appending to `dir`/org.log and org.err.
+fn serve(bin: &Path, dir: &Path, port: u16) -> Child {
+    let log = |name: &str| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    Command::new(bin)
+        .arg("--dir")
+        .arg(dir)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(log("org.log"))
+        .stderr(log("org.err"))
+        .spawn()
+        .expect("start fortros-org serve")
+}
+
+impl TestOrg {
+    /// Stops the server (the org folder stays): nodes find the org
+    /// unreachable until [`TestOrg::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+
+    /// Starts the server again, same folder and port; waits until it listens.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.server = serve(&self.bin, &self.dir, self.port);
+        for _ in 0..600 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("fortros-org did not listen on {} again", self.port);
     }
 }
 

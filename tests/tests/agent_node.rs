@@ -6,7 +6,9 @@
 //! it with scripts/run-node; the guest prints `NODE-RESULT key value` lines
 //! (the CLI test) or the agent's own log lines on the serial console.
 
-use fortros_e2e::{build_initramfs, fresh_dir, kexec_target, node_available, root};
+use fortros_e2e::{
+    agent_initramfs, build_initramfs, fresh_dir, kexec_target, node_available, root,
+};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -174,15 +176,7 @@ fn agent_as_pid1_loads_modules_and_measures_the_flash() {
     let cfg = d.join("agent.toml");
     std::fs::write(&cfg, agent_config("[flash]\ndevice = \"mtd\"\n")).unwrap();
     let initrd = d.join("initrd.cpio.gz");
-    build_initramfs(
-        &initrd,
-        &[
-            "--agent-init",
-            "--file",
-            cfg.to_str().unwrap(),
-            "/etc/fortros/agent.toml",
-        ],
-    );
+    agent_initramfs(&initrd, &cfg, None);
     let (ok, console) = run_node(
         &initrd,
         &d.join("out"),
@@ -219,15 +213,7 @@ fn agent_as_pid1_with_stop_policy_does_not_boot_the_os() {
     )
     .unwrap();
     let initrd = d.join("initrd.cpio.gz");
-    build_initramfs(
-        &initrd,
-        &[
-            "--agent-init",
-            "--file",
-            cfg.to_str().unwrap(),
-            "/etc/fortros/agent.toml",
-        ],
-    );
+    agent_initramfs(&initrd, &cfg, None);
     let spi = d.join("spi.bin");
     std::fs::write(&spi, vec![0xFFu8; SIZE]).unwrap();
     let (ok, console) = run_node(&initrd, &d.join("out"), Some(&spi), "");
@@ -265,21 +251,7 @@ fn agent_as_pid1_hands_off_with_kexec() {
     )
     .unwrap();
     let initrd = d.join("initrd.cpio.gz");
-    build_initramfs(
-        &initrd,
-        &[
-            "--agent-init",
-            "--file",
-            cfg.to_str().unwrap(),
-            "/etc/fortros/agent.toml",
-            "--file",
-            vmlinuz.to_str().unwrap(),
-            "/boot/vmlinuz",
-            "--file",
-            target.to_str().unwrap(),
-            "/boot/initrd.img",
-        ],
-    );
+    agent_initramfs(&initrd, &cfg, Some((&vmlinuz, &target)));
     let img = pseudo_random(SIZE, 33);
     let spi = d.join("spi.bin");
     std::fs::write(&spi, &img).unwrap();

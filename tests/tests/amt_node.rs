@@ -20,13 +20,12 @@
 //! org's database with the org's key): it is nowhere.
 
 use fortros_e2e::org::org_bin;
+use fortros_e2e::qemu::{qmp, wait_for, waiting_os, KilledGroup, OS_BOOTED};
 use fortros_e2e::NODE_MODULES;
-use fortros_e2e::{build_initramfs, fresh_dir, kexec_target, node_available, root};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use fortros_e2e::{agent_initramfs, fresh_dir, kexec_target, node_available, root};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn org_run(bin: &Path, dir: &Path, args: &[&str]) -> std::process::Output {
     Command::new(bin)
@@ -53,34 +52,6 @@ impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// A run-node whose QEMU, emulator and swtpm must be gone when it is
-/// dropped: killing the script alone would leave QEMU running (run-node
-/// starts it under `timeout`, in a process group of its own), holding the
-/// SPI image's lock until its own timeout. So every process naming one of
-/// `paths` (the boot's output folder, the TPM state folder) is killed and
-/// waited for.
-struct KilledGroup(Child, Vec<PathBuf>);
-impl Drop for KilledGroup {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        for p in &self.1 {
-            let p = p.to_string_lossy().to_string();
-            let _ = Command::new("pkill").args(["-KILL", "-f", &p]).status();
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_secs(20)
-                && Command::new("pgrep")
-                    .args(["-f", &p])
-                    .stdout(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
-            {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
     }
 }
 
@@ -153,35 +124,6 @@ fn state(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("AMT state file")).unwrap()
 }
 
-/// QEMU's monitor: `quit`.
-fn qmp_quit(sock: &Path) {
-    let Ok(s) = UnixStream::connect(sock) else {
-        return;
-    };
-    let mut w = s.try_clone().unwrap();
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    let _ = r.read_line(&mut line);
-    let _ = w.write_all(b"{\"execute\":\"qmp_capabilities\"}\n");
-    let _ = r.read_line(&mut line);
-    let _ = w.write_all(b"{\"execute\":\"quit\"}\n");
-}
-
-fn wait_for(path: &Path, what: &str, count: usize, limit: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if text.matches(what).count() >= count {
-            return text;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "{what:?} x{count} not seen in {limit:?}; console:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 #[test]
 fn use_policy_provisions_ccm_leaves_it_alone_reboots_through_amt_and_reports_refusals() {
     let name = "use_policy_provisions_ccm_leaves_it_alone_reboots_through_amt_and_reports_refusals";
@@ -224,23 +166,7 @@ fn use_policy_provisions_ccm_leaves_it_alone_reboots_through_amt_and_reports_ref
     // The OS: the usual kexec target (marker, power off), and one that
     // prints a marker and waits to be reset (powers off after 2 min).
     let (vmlinuz, quick_target) = kexec_target(&d);
-    let target_init = d.join("target-init.sh");
-    std::fs::write(
-        &target_init,
-        "#!/bin/sh\nexport PATH=/bin:/sbin\nmount -t proc proc /proc\nmount -t devtmpfs devtmpfs /dev\n\
-         exec >/dev/console 2>&1\necho \"NODE-RESULT os booted\"\nsleep 120\npoweroff -f\n",
-    )
-    .unwrap();
-    let waiting_target = d.join("waiting-target.cpio.gz");
-    build_initramfs(
-        &waiting_target,
-        &[
-            "--modules",
-            "crc16",
-            "--init",
-            target_init.to_str().unwrap(),
-        ],
-    );
+    let waiting_target = waiting_os(&d);
     let cfg = d.join("agent.toml");
     std::fs::write(
         &cfg,
@@ -276,21 +202,7 @@ name = "mei_me"
     .unwrap();
     let agent_initrd = |name: &str, os: &Path| {
         let initrd = d.join(name);
-        build_initramfs(
-            &initrd,
-            &[
-                "--agent-init",
-                "--file",
-                cfg.to_str().unwrap(),
-                "/etc/fortros/agent.toml",
-                "--file",
-                vmlinuz.to_str().unwrap(),
-                "/boot/vmlinuz",
-                "--file",
-                os.to_str().unwrap(),
-                "/boot/initrd.img",
-            ],
-        );
+        agent_initramfs(&initrd, &cfg, Some((&vmlinuz, os)));
         initrd
     };
     let initrd = agent_initrd("initrd.cpio.gz", &quick_target);
@@ -407,12 +319,7 @@ name = "mei_me"
         vec![out.clone(), tpm.clone()],
     );
     let console_path = out.join("console.log");
-    let c = wait_for(
-        &console_path,
-        "NODE-RESULT os booted",
-        1,
-        Duration::from_secs(500),
-    );
+    let c = wait_for(&console_path, OS_BOOTED, 1, Duration::from_secs(500));
     let first = report_lines(&c).remove(0);
     assert_eq!(first["node_id"].as_u64(), Some(node_id));
     assert_eq!(first["amt"]["result"], "already-ours", "{}", first["amt"]);
@@ -423,13 +330,8 @@ name = "mei_me"
         &["nodes", "reboot", &node_id.to_string(), "--amt", &remote],
     );
     assert!(said.contains("ReturnValue 0"), "{said}");
-    let c = wait_for(
-        &console_path,
-        "NODE-RESULT os booted",
-        2,
-        Duration::from_secs(500),
-    );
-    qmp_quit(&out.join("qmp.sock"));
+    let c = wait_for(&console_path, OS_BOOTED, 2, Duration::from_secs(500));
+    qmp(&out.join("qmp.sock"), "quit");
     drop(qemu);
     let lines = report_lines(&c);
     assert_eq!(lines.len(), 2, "two boots in one QEMU");

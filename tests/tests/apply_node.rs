@@ -20,7 +20,7 @@
 
 use fortros_e2e::org::{console_json, TestOrg};
 use fortros_e2e::NODE_MODULES;
-use fortros_e2e::{build_initramfs, fresh_dir, node_available, root, work};
+use fortros_e2e::{agent_initramfs, fresh_dir, node_available, root, work};
 use fortros_testkit::corpus::Corpus;
 use fortros_testkit::synth::descriptor::{full_image_with_me, DescriptorBuilder};
 use fortros_testkit::synth::me::gen3_stock;
@@ -200,15 +200,7 @@ fn neutralize_policy_writes_the_node_flash_safely() {
     let cfg = d.join("agent.toml");
     std::fs::write(&cfg, agent_toml(&org)).unwrap();
     let initrd = d.join("initrd.cpio.gz");
-    build_initramfs(
-        &initrd,
-        &[
-            "--agent-init",
-            "--file",
-            cfg.to_str().unwrap(),
-            "/etc/fortros/agent.toml",
-        ],
-    );
+    agent_initramfs(&initrd, &cfg, None);
     let spi = d.join("spi.bin");
     let tpm = d.join("tpm");
 

@@ -6,16 +6,21 @@
 //! kexec. The org's fleet table shows what the node measured. A second boot
 //! with the same swtpm state, but the disable bit set in the image and an
 //! ME that stopped on it, must be recognised as the same node, with the
-//! changes in the org's diff.
+//! changes in the org's diff. Then two boots in one QEMU, reset through the
+//! QMP monitor (`system_reset`, as an AMT power cycle would) after the
+//! original image went back onto the flash: the same node again, and the
+//! org's diff shows the flash change.
 
-use fortros_e2e::org::{org_bin, run_cli};
+use fortros_e2e::org::TestOrg;
+use fortros_e2e::qemu::{qmp, wait_for, waiting_os, KilledGroup, OS_BOOTED};
 use fortros_e2e::NODE_MODULES;
-use fortros_e2e::{build_initramfs, fresh_dir, kexec_target, node_available, root};
+use fortros_e2e::{agent_initramfs, fresh_dir, kexec_target, node_available, root};
 use fortros_testkit::synth::descriptor::{full_image_with_me, DescriptorBuilder};
 use fortros_testkit::synth::me;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 fn sha_hex(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
@@ -25,48 +30,41 @@ fn dir(name: &str) -> PathBuf {
     fresh_dir("e2e-enroll", name)
 }
 
-fn org(bin: &Path, dir: &Path, args: &[&str]) -> String {
-    run_cli(bin, dir, args)
-}
-
-/// Kills the org server when the test ends, pass or fail.
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
-
-fn boot(initrd: &Path, out: &Path, spi: &Path, tpm: &Path, scenario: &str) -> String {
-    let st = Command::new(root().join("scripts/run-node"))
-        .arg("--initrd")
+/// One boot's QEMU (not started yet): the emulated ME from `scenario`.
+fn run_node(initrd: &Path, out: &Path, spi: &Path, tpm: &Path, scenario: &str) -> Command {
+    let mut c = Command::new(root().join("scripts/run-node"));
+    c.arg("--initrd")
         .arg(initrd)
         .arg("--out")
         .arg(out)
-        .arg("--timeout")
-        .arg("400")
+        .args(["--timeout", "400", "--net"])
         .arg("--spi")
         .arg(spi)
         .arg("--tpm")
         .arg(tpm)
-        .arg("--net")
         .arg("--mei-scenario")
         .arg(root().join(format!("qemu/scenarios/{scenario}.toml")))
         .arg("--append")
-        .arg("no_timer_check FORTROS_MTD_ALLOW_RAM=1")
+        .arg("no_timer_check FORTROS_MTD_ALLOW_RAM=1");
+    c
+}
+
+fn boot(initrd: &Path, out: &Path, spi: &Path, tpm: &Path, scenario: &str) -> String {
+    let st = run_node(initrd, out, spi, tpm, scenario)
         .status()
         .expect("run scripts/run-node");
     let console = std::fs::read_to_string(out.join("console.log")).unwrap_or_default();
     assert!(st.success(), "QEMU failed; console:\n{console}");
     console
+}
+
+/// Every `FORTROS-REPORT=` JSON on the console, in order.
+fn report_lines(console: &str) -> Vec<serde_json::Value> {
+    console
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("FORTROS-REPORT="))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("report line: {e}: {l}")))
+        .collect()
 }
 
 /// The JSON after `FORTROS-REPORT=` on the console.
@@ -84,31 +82,8 @@ fn node_enrolls_applies_ignore_and_hands_off_then_reenrolls() {
         return;
     }
     let d = dir("ignore");
-    // The org: keys, auto-approval (no operator in a test), serve.
-    let bin = org_bin();
-    let org_dir = d.join("org");
-    std::fs::create_dir_all(&org_dir).unwrap();
-    org(&bin, &org_dir, &["init"]);
-    let toml_path = org_dir.join("org.toml");
-    let toml = std::fs::read_to_string(&toml_path).unwrap();
-    assert!(toml.contains("auto_approve = false"), "{toml}");
-    std::fs::write(
-        &toml_path,
-        toml.replace("auto_approve = false", "auto_approve = true"),
-    )
-    .unwrap();
-    let port = free_port();
-    let _server = Server(
-        Command::new(&bin)
-            .arg("--dir")
-            .arg(&org_dir)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(std::fs::File::create(d.join("org.log")).unwrap())
-            .stderr(std::fs::File::create(d.join("org.err")).unwrap())
-            .spawn()
-            .expect("start fortros-org serve"),
-    );
-    let public_key = org_public_key(&org_dir);
+    let org = TestOrg::start(&d.join("org"));
+    let (port, public_key) = (org.port, org.public_key());
 
     // The node: the OS to hand off to is a small initramfs printing a marker.
     let (vmlinuz, target) = kexec_target(&d);
@@ -141,22 +116,12 @@ name = "mei_me"
         ),
     )
     .unwrap();
-    let initrd = d.join("initrd.cpio.gz");
-    build_initramfs(
-        &initrd,
-        &[
-            "--agent-init",
-            "--file",
-            cfg.to_str().unwrap(),
-            "/etc/fortros/agent.toml",
-            "--file",
-            vmlinuz.to_str().unwrap(),
-            "/boot/vmlinuz",
-            "--file",
-            target.to_str().unwrap(),
-            "/boot/initrd.img",
-        ],
-    );
+    let agent_initrd = |name: &str, os: &Path| {
+        let initrd = d.join(name);
+        agent_initramfs(&initrd, &cfg, Some((&vmlinuz, os)));
+        initrd
+    };
+    let initrd = agent_initrd("initrd.cpio.gz", &target);
     let img = fortros_testkit::synth::sample_full_image();
     let spi = d.join("spi.bin");
     std::fs::write(&spi, &img).unwrap();
@@ -215,8 +180,7 @@ name = "mei_me"
     assert!(std::fs::read(&spi).unwrap() == img, "flash untouched");
 
     // The org knows the node, with the flash digest the host computes.
-    let nodes: serde_json::Value =
-        serde_json::from_str(&org(&bin, &org_dir, &["nodes", "list", "--json"])).unwrap();
+    let nodes = org.json(&["nodes", "list", "--json"]);
     let ids: Vec<u64> = nodes
         .as_array()
         .expect("a list")
@@ -233,12 +197,7 @@ name = "mei_me"
     assert_eq!(row["me_image_version"], "11.8.82.3838", "{row}");
     assert_eq!(row["disable_bit"], "clear", "{row}");
     assert_eq!(row["amt"], "unprovisioned", "{row}");
-    let show: serde_json::Value = serde_json::from_str(&org(
-        &bin,
-        &org_dir,
-        &["nodes", "show", &node_id.to_string(), "--json"],
-    ))
-    .unwrap();
+    let show = org.json(&["nodes", "show", &node_id.to_string(), "--json"]);
     assert_eq!(
         show["last_report"]["flash"]["image_sha256"].as_str(),
         Some(sha_hex(&img).as_str()),
@@ -257,19 +216,13 @@ name = "mei_me"
     let console = boot(&initrd, &d.join("out2"), &spi, &tpm, "csme11-hap");
     let line = report_line(&console);
     assert_eq!(line["node_id"].as_u64(), Some(node_id), "{line}");
-    let nodes: serde_json::Value =
-        serde_json::from_str(&org(&bin, &org_dir, &["nodes", "list", "--json"])).unwrap();
+    let nodes = org.json(&["nodes", "list", "--json"]);
     assert_eq!(nodes.as_array().map(Vec::len), Some(1), "{nodes}");
     let row = &nodes[0];
     assert_eq!(row["me_live"], "disabled_by_hap", "{row}");
     assert_eq!(row["me_image"], "disable-bit", "{row}");
     assert_eq!(row["disable_bit"], "set", "{row}");
-    let show: serde_json::Value = serde_json::from_str(&org(
-        &bin,
-        &org_dir,
-        &["nodes", "show", &node_id.to_string(), "--json"],
-    ))
-    .unwrap();
+    let show = org.json(&["nodes", "show", &node_id.to_string(), "--json"]);
     let changes: Vec<String> = show["last_diff"]
         .as_array()
         .expect("a diff")
@@ -302,18 +255,48 @@ name = "mei_me"
         show["me_evidence"]["live_state"], "disabled_by_hap",
         "{show}"
     );
-    let text = org(&bin, &org_dir, &["nodes", "show", &node_id.to_string()]);
+    let text = org.cli(&["nodes", "show", &node_id.to_string()]);
     assert!(
         text.contains("me.live_state: normal -> disabled_by_hap"),
         "{text}"
     );
     assert!(std::fs::read(&spi).unwrap() == hap_img, "flash untouched");
-}
 
-/// The org's public key (hex) as `init` wrote it.
-fn org_public_key(org_dir: &Path) -> String {
-    std::fs::read_to_string(org_dir.join("org.pub"))
-        .expect("org.pub written by init")
-        .trim()
-        .to_string()
+    // Third and fourth boots in one QEMU, reset through its monitor as an
+    // AMT power cycle would: in between, the original image went back onto
+    // the flash (someone re-flashed it). The node re-enrolls as the same
+    // node and the org's diff shows the change.
+    let initrd = agent_initrd("initrd-waiting.cpio.gz", &waiting_os(&d));
+    let out = d.join("out3");
+    let mut cmd = run_node(&initrd, &out, &spi, &tpm, "csme11-hap");
+    cmd.arg("--allow-reboot").stdout(Stdio::null());
+    let qemu = KilledGroup(
+        cmd.spawn().expect("run scripts/run-node"),
+        vec![out.clone(), tpm.clone()],
+    );
+    let console_path = out.join("console.log");
+    wait_for(&console_path, OS_BOOTED, 1, Duration::from_secs(400));
+    std::fs::write(&spi, &img).unwrap();
+    qmp(&out.join("qmp.sock"), "system_reset");
+    let console = wait_for(&console_path, OS_BOOTED, 2, Duration::from_secs(400));
+    qmp(&out.join("qmp.sock"), "quit");
+    drop(qemu);
+    let lines = report_lines(&console);
+    assert_eq!(lines.len(), 2, "two boots in one QEMU; console:\n{console}");
+    for l in &lines {
+        assert_eq!(l["node_id"].as_u64(), Some(node_id), "same identity: {l}");
+    }
+    assert_eq!(
+        lines[1]["report"]["flash"]["image_sha256"].as_str(),
+        Some(sha_hex(&img).as_str())
+    );
+    let nodes = org.json(&["nodes", "list", "--json"]);
+    assert_eq!(nodes.as_array().map(Vec::len), Some(1), "{nodes}");
+    let text = org.cli(&["nodes", "show", &node_id.to_string()]);
+    for want in [
+        "me.image_state: disable-bit -> stock",
+        "me.disable_bit: set -> clear",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
 }

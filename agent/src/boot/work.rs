@@ -20,7 +20,7 @@ use super::config::{Config, Mode};
 use super::init::BootContext;
 use crate::apply::{neutralize_on_node, ApplyRecord, BackupStore, LiveFacts, OrgBackup, Request};
 use crate::enroll::{Attester, EnrollClient, Enrolled};
-use crate::hw::flash::recovery::BackupSource;
+use crate::hw::flash::recovery::{BackupSource, RecoveryReport};
 use crate::hw::flash::write::{VerifiedPolicy, WriteOptions};
 use crate::hw::mei::probe::{probe, ProbeOptions};
 use crate::hw::tpm::{identity, nv};
@@ -146,6 +146,25 @@ fn apply_failures(actions: &[ActionTaken]) -> Vec<String> {
         .collect()
 }
 
+/// Boot recovery of an interrupted flash write, as a report action: the
+/// org logs and keeps it with the outcome (`flash-recovery:DECISION`).
+fn recovery_action(r: &RecoveryReport) -> ActionTaken {
+    ActionTaken {
+        action: format!("flash-recovery:{:?}", r.decision),
+        outcome: Outcome::Done,
+        detail: Some(format!(
+            "{} ranges rewritten{}; journal {}; flash SHA-256 {}",
+            r.blocks_rewritten.len(),
+            r.backup
+                .as_deref()
+                .map(|b| format!(" from the backup at {b}"))
+                .unwrap_or_default(),
+            r.journal,
+            r.image_sha256
+        )),
+    }
+}
+
 /// The work step: see the module documentation.
 pub fn enroll_and_apply(ctx: &mut BootContext) -> Result<(), String> {
     let img = ctx
@@ -199,7 +218,8 @@ pub fn enroll_and_apply(ctx: &mut BootContext) -> Result<(), String> {
             values: Vec::new(),
         },
         policy: None,
-        actions: Vec::new(),
+        // What boot recovery did goes to the org with the report.
+        actions: ctx.recovery.iter().map(recovery_action).collect(),
         extensions,
     };
 
@@ -447,6 +467,29 @@ fn neutralize_here(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn boot_recovery_is_reported_as_an_action() {
+        use crate::hw::flash::recovery::Decision;
+        let r = RecoveryReport {
+            decision: Decision::RestoredFromBackup,
+            rolled_back_after_failed_finish: false,
+            blocks_rewritten: vec![0x1000, 0x9000],
+            image_sha256: "ab".repeat(32),
+            journal: "TPM NV index 0x01a0f001".into(),
+            backup: Some("http://10.0.2.2:1".into()),
+        };
+        let a = recovery_action(&r);
+        assert_eq!(a.action, "flash-recovery:RestoredFromBackup");
+        assert_eq!(a.outcome, Outcome::Done);
+        let detail = a.detail.unwrap();
+        assert!(
+            detail.contains("2 ranges rewritten from the backup at http://10.0.2.2:1")
+                && detail.contains("journal TPM NV index 0x01a0f001")
+                && detail.contains(&"ab".repeat(32)),
+            "{detail}"
+        );
+    }
 
     #[test]
     fn ignore_is_done_neutralize_goes_to_apply() {

@@ -245,6 +245,23 @@ impl MtdFlash {
     }
 }
 
+impl MtdFlash {
+    /// Makes the bytes just written durable before the caller logs them as
+    /// written. mtdchar has no fsync (it fails with EINVAL); the only way to
+    /// reach the driver's `_sync` from user space is closing a descriptor
+    /// opened for writing (mtdchar_close calls mtd_sync). block2mtd keeps
+    /// erases and writes in the page cache of its block device until then,
+    /// so without this a power cut loses "verified" runs; spi-nor writes
+    /// synchronously and has no `_sync`, so there this costs one open.
+    fn sync(&self, offset: u64, len: u64) -> Result<(), FlashError> {
+        OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map(drop)
+            .map_err(|e| self.io_error("sync (open+close for mtd_sync)", offset, len, e))
+    }
+}
+
 impl Flash for MtdFlash {
     fn name(&self) -> String {
         self.path.display().to_string()
@@ -299,10 +316,7 @@ impl Flash for MtdFlash {
         self.file
             .write_all_at(data, offset)
             .map_err(|e| self.io_error("write", offset, len, e))?;
-        // mtdchar has no fsync; block2mtd syncs on close. Best effort here.
-        // SAFETY: fsync on an fd we own.
-        unsafe { libc::fsync(self.file.as_raw_fd()) };
-        Ok(())
+        self.sync(offset, len)
     }
 }
 

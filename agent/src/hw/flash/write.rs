@@ -68,6 +68,20 @@ impl Default for WriteOptions {
     }
 }
 
+/// A test knob (docs/flash.md, "Power cut under QEMU"): seconds to wait
+/// between the last verified run and the journal clear, so that a test can
+/// cut the power exactly there. It reaches PID 1 from the kernel command
+/// line (`FORTROS_TEST_PAUSE_BEFORE_JOURNAL_CLEAR=300`: words with `=` and
+/// no dot become init's environment). Unset, it costs one getenv.
+pub const PAUSE_BEFORE_JOURNAL_CLEAR_ENV: &str = "FORTROS_TEST_PAUSE_BEFORE_JOURNAL_CLEAR";
+
+/// The pause the knob's value asks for: whole seconds, at most 10 minutes;
+/// anything else is no pause.
+pub fn pause_before_journal_clear(value: Option<&str>) -> Option<std::time::Duration> {
+    let secs: u64 = value?.trim().parse().ok()?;
+    (secs > 0).then(|| std::time::Duration::from_secs(secs.min(600)))
+}
+
 /// What a finished write did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct WriteReport {
@@ -292,6 +306,15 @@ pub fn write_image(
             }
         }
     }
+    let knob = std::env::var(PAUSE_BEFORE_JOURNAL_CLEAR_ENV).ok();
+    if let Some(pause) = pause_before_journal_clear(knob.as_deref()) {
+        log::warn!(
+            "{device}: all runs verified; pausing {} s before clearing the journal \
+             ({PAUSE_BEFORE_JOURNAL_CLEAR_ENV}, a test knob)",
+            pause.as_secs()
+        );
+        std::thread::sleep(pause);
+    }
     journal.clear()?;
     log::info!(
         "{device}: write verified, new SHA-256 {}",
@@ -502,6 +525,23 @@ pub(crate) mod tests {
         let rec = j.load().unwrap().expect("journal kept");
         assert_eq!(rec.blocks.len(), 1);
         assert_eq!(rec.blocks[0].offset, 0x2000);
+    }
+
+    #[test]
+    fn the_test_pause_knob_is_whole_seconds_capped_else_off() {
+        use std::time::Duration;
+        assert_eq!(pause_before_journal_clear(None), None);
+        assert_eq!(
+            pause_before_journal_clear(Some("30")),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            pause_before_journal_clear(Some("99999")),
+            Some(Duration::from_secs(600))
+        );
+        for off in ["0", "", "-1", "1.5", "yes"] {
+            assert_eq!(pause_before_journal_clear(Some(off)), None, "{off:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,98 @@
+//! A node that stays up between boots: QEMU run with `--allow-reboot`, an
+//! OS that prints a marker and waits to be reset, the QMP monitor to reset
+//! or quit it, and clean-up of every process the run started.
+
+use crate::build_initramfs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The marker the waiting OS prints once it is up.
+pub const OS_BOOTED: &str = "NODE-RESULT os booted";
+
+/// An initramfs for the second kernel that prints [`OS_BOOTED`] and waits
+/// to be reset (it powers off by itself after 2 minutes).
+pub fn waiting_os(d: &Path) -> PathBuf {
+    let init = d.join("waiting-os-init.sh");
+    std::fs::write(
+        &init,
+        format!(
+            "#!/bin/sh\nexport PATH=/bin:/sbin\nmount -t proc proc /proc\n\
+             mount -t devtmpfs devtmpfs /dev\nexec >/dev/console 2>&1\necho \"{OS_BOOTED}\"\n\
+             sleep 120\npoweroff -f\n"
+        ),
+    )
+    .expect("write the waiting OS's init");
+    let out = d.join("waiting-os.cpio.gz");
+    build_initramfs(
+        &out,
+        &["--modules", "crc16", "--init", init.to_str().unwrap()],
+    );
+    out
+}
+
+/// A running `scripts/run-node` whose QEMU, emulator and swtpm must be gone
+/// when it is dropped: killing the script alone would leave QEMU running
+/// (run-node starts it under `timeout`, in a process group of its own),
+/// holding the SPI image's lock until its own timeout. So every process
+/// naming one of `paths` (the boot's output folder, the TPM state folder)
+/// is killed and waited for.
+pub struct KilledGroup(pub Child, pub Vec<PathBuf>);
+
+impl Drop for KilledGroup {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        for p in &self.1 {
+            let p = p.to_string_lossy().to_string();
+            let _ = Command::new("pkill").args(["-KILL", "-f", &p]).status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(20)
+                && Command::new("pgrep")
+                    .args(["-f", &p])
+                    .stdout(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// Sends one QMP command (`system_reset`, `quit`) to QEMU's monitor socket;
+/// a monitor that is already gone is not an error.
+pub fn qmp(sock: &Path, command: &str) {
+    let Ok(s) = UnixStream::connect(sock) else {
+        return;
+    };
+    let Ok(mut w) = s.try_clone() else {
+        return;
+    };
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    let _ = r.read_line(&mut line);
+    let _ = w.write_all(b"{\"execute\":\"qmp_capabilities\"}\n");
+    let _ = r.read_line(&mut line);
+    let _ = w.write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes());
+    let _ = r.read_line(&mut line);
+}
+
+/// Waits until `path` holds `what` at least `count` times; returns the text.
+/// Panics with the text after `limit`.
+pub fn wait_for(path: &Path, what: &str, count: usize, limit: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.matches(what).count() >= count {
+            return text;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{what:?} x{count} not seen in {limit:?}; console:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

@@ -1,17 +1,27 @@
 # The demo node's pieces, shared by scripts/demo and scripts/bench-enroll.
 # Source after lib.sh; do not run it.
 
-# node_org_start DIR: builds fortros-org and fortros-synth, makes a fresh org
+# node_org_start DIR [tls]: builds fortros-org and fortros-synth, makes a fresh org
 # in DIR/org (auto-approval) serving on a free loopback port. Sets org (the
 # binary), synth, port, org_pid, public_key; the caller kills org_pid.
+# With "tls": https with `init --tls-self-signed 10.0.2.2` (the host as the
+# guest sees it); sets fingerprint (its SHA-256), which node_initramfs pins.
 node_org_start() {
-  local d=$1 host_target=$FORTROS_WORK/target-host
+  local d=$1 tls=${2:-} host_target=$FORTROS_WORK/target-host
   CARGO_TARGET_DIR=$host_target cargo build --quiet --locked -p fortros-org --bin fortros-org \
     -p fortros-testkit --bin fortros-synth
   org=$host_target/debug/fortros-org
   synth=$host_target/debug/fortros-synth
   mkdir -p "$d/org"
-  "$org" --dir "$d/org" init >/dev/null
+  scheme=http fingerprint=''
+  if [ "$tls" = tls ]; then
+    scheme=https
+    "$org" --dir "$d/org" init --tls-self-signed 10.0.2.2 >"$d/org-init.txt"
+    fingerprint=$(sed -n 's/^TLS certificate SHA-256: \([0-9a-f]\{64\}\).*/\1/p' "$d/org-init.txt")
+    [ -n "$fingerprint" ] || die "fortros-org init printed no TLS certificate fingerprint ($d/org-init.txt)"
+  else
+    "$org" --dir "$d/org" init >/dev/null
+  fi
   sed -i 's/auto_approve = false/auto_approve = true/' "$d/org/org.toml"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   "$org" --dir "$d/org" serve --listen "127.0.0.1:$port" >"$d/org.log" 2>&1 &
@@ -30,8 +40,9 @@ node_initramfs() {
     --init "$FORTROS_ROOT/tests/guest/kexec-target-init.sh"
   cat > "$d/agent.toml" <<TOML
 [org]
-url = "http://10.0.2.2:$port"
+url = "$scheme://10.0.2.2:$port"
 public_key = "$public_key"
+$([ -z "$fingerprint" ] || echo "org_cert_sha256 = \"$fingerprint\"")
 
 [flash]
 device = "mtd"

@@ -150,29 +150,39 @@ impl PinnedOrg {
         self.refusal.lock().ok().and_then(|r| r.clone())
     }
 
-    fn refuse(&self, why: String) -> rustls::Error {
+    /// Keeps `why` for [`PinnedOrg::last_refusal`] and returns the error
+    /// that ends the handshake: webpki's own when it decided (so the alert
+    /// the org receives says expired, bad name or unknown CA), otherwise
+    /// "certificate unknown".
+    fn refuse(&self, why: String, cause: Option<rustls::Error>) -> rustls::Error {
         if let Ok(mut r) = self.refusal.lock() {
             *r = Some(why.clone());
         }
-        rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
-            std::io::Error::other(why),
-        ))))
+        cause.unwrap_or_else(|| {
+            rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
+                Arc::new(std::io::Error::other(why)),
+            )))
+        })
     }
 
-    /// The decision on the server's certificate, without rustls types.
+    /// The decision on the server's certificate: why not, in plain words,
+    /// and webpki's error when it was webpki's decision.
     fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
         now: UnixTime,
-    ) -> Result<(), String> {
+    ) -> Result<(), (String, Option<rustls::Error>)> {
         let actual = fingerprint(end_entity);
         if let Some(pin) = &self.trust.cert_sha256 {
             if Sha256::digest(end_entity.as_ref()).as_slice() != pin {
-                return Err(format!(
-                    "org certificate SHA-256 {actual} is not the pinned org_cert_sha256 {}",
-                    hex::encode(pin)
+                return Err((
+                    format!(
+                        "org certificate SHA-256 {actual} is not the pinned org_cert_sha256 {}",
+                        hex::encode(pin)
+                    ),
+                    None,
                 ));
             }
         }
@@ -187,13 +197,56 @@ impl PinnedOrg {
             .map(|_| ())
             .map_err(|e| {
                 let expected: Vec<String> = self.trust.ca.iter().map(|c| fingerprint(c)).collect();
-                format!(
-                    "org certificate SHA-256 {actual} is not in org_ca {} (SHA-256 {}) and does not chain to it: {e}",
+                let why = format!(
+                    "org certificate SHA-256 {actual} is not in org_ca {} (SHA-256 {}) and is not accepted through it: {e}{}",
                     self.trust.ca_path.as_deref().unwrap_or("?"),
-                    expected.join(", ")
-                )
+                    expected.join(", "),
+                    clock_hint(&e, now)
+                );
+                (why, Some(e))
             })
     }
+}
+
+/// For a refusal on dates: what the node's clock said, readable. Before
+/// the OS sets the time, the node's clock is its RTC (a dead CMOS battery
+/// puts it years back), and webpki checks a CA-issued certificate's dates
+/// against it.
+fn clock_hint(e: &rustls::Error, now: UnixTime) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(
+            CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. }
+            | CertificateError::Expired
+            | CertificateError::ExpiredContext { .. },
+        ) => format!(
+            "; the node's clock says {} (is its RTC set?)",
+            utc(now.as_secs())
+        ),
+        _ => String::new(),
+    }
+}
+
+/// `secs` since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (proleptic
+/// Gregorian calendar; days to civil date after H. Hinnant).
+fn utc(secs: u64) -> String {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Shift the epoch to 0000-03-01 so leap days end a year.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
 }
 
 impl ServerCertVerifier for PinnedOrg {
@@ -206,10 +259,13 @@ impl ServerCertVerifier for PinnedOrg {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         if !self.trust.is_pinned() {
-            return Err(self.refuse(format!(
-                "org certificate SHA-256 {}: no org_ca or org_cert_sha256 pinned, and no system CA store is used",
-                fingerprint(end_entity)
-            )));
+            return Err(self.refuse(
+                format!(
+                    "org certificate SHA-256 {}: no org_ca or org_cert_sha256 pinned, and no system CA store is used",
+                    fingerprint(end_entity)
+                ),
+                None,
+            ));
         }
         match self.check(end_entity, intermediates, server_name, now) {
             Ok(()) => {
@@ -218,7 +274,7 @@ impl ServerCertVerifier for PinnedOrg {
                 }
                 Ok(ServerCertVerified::assertion())
             }
-            Err(why) => Err(self.refuse(why)),
+            Err((why, cause)) => Err(self.refuse(why, cause)),
         }
     }
 
@@ -270,6 +326,29 @@ mod tests {
         assert_eq!(parse_fingerprint(&colons).unwrap(), [0xab; 32]);
         assert!(parse_fingerprint("abcd").is_err());
         assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn clock_in_messages_reads_as_a_utc_date() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(978_307_202), "2001-01-01T00:00:02Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_577_836_799), "2019-12-31T23:59:59Z");
+        assert_eq!(utc(4_102_444_800), "2100-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn a_date_refusal_names_the_node_clock_and_others_do_not() {
+        let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(978_307_202));
+        let early = rustls::Error::InvalidCertificate(CertificateError::NotValidYet);
+        assert_eq!(
+            clock_hint(&early, now),
+            "; the node's clock says 2001-01-01T00:00:02Z (is its RTC set?)"
+        );
+        let expired = rustls::Error::InvalidCertificate(CertificateError::Expired);
+        assert!(clock_hint(&expired, now).contains("2001-01-01"));
+        let issuer = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
+        assert_eq!(clock_hint(&issuer, now), "");
     }
 
     #[test]

@@ -63,10 +63,74 @@ pub async fn serve_tls(
         stopper.graceful_shutdown(Some(GRACE));
     });
     let config = axum_server::tls_rustls::RustlsConfig::from_config(tls);
-    axum_server::from_tcp_rustls(listener, config)
+    let acceptor = LoggedHandshakes(axum_server::tls_rustls::RustlsAcceptor::new(config));
+    axum_server::from_tcp(listener)
+        .acceptor(acceptor)
         .handle(handle)
         .serve(router(org).into_make_service())
         .await
+}
+
+/// The TLS acceptor, logging failed handshakes: a node that refuses the
+/// org's certificate (pinned to another one) never sends a request, so
+/// without this line the org would not know it tried.
+#[derive(Clone)]
+struct LoggedHandshakes(axum_server::tls_rustls::RustlsAcceptor);
+
+impl<S: Send + 'static> axum_server::accept::Accept<tokio::net::TcpStream, S> for LoggedHandshakes {
+    type Stream = <axum_server::tls_rustls::RustlsAcceptor as axum_server::accept::Accept<
+        tokio::net::TcpStream,
+        S,
+    >>::Stream;
+    type Service = S;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = std::io::Result<(Self::Stream, S)>> + Send>,
+    >;
+
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "?".to_string(), |a| a.to_string());
+        let handshake = self.0.accept(stream, service);
+        Box::pin(async move {
+            handshake.await.inspect_err(|e| {
+                // A bare connect-and-close (a port probe) is no news.
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    log::debug!("TLS handshake with {peer}: {e}");
+                } else {
+                    log::warn!("TLS handshake with {peer} failed: {e}{}", refusal_hint(e));
+                }
+            })
+        })
+    }
+}
+
+/// What a failed handshake most likely means, for the org's log: the
+/// alert a client sends when it refuses the org's certificate.
+fn refusal_hint(e: &std::io::Error) -> &'static str {
+    use rustls::AlertDescription as A;
+    let alert = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    match alert {
+        Some(rustls::Error::AlertReceived(a)) => match a {
+            A::CertificateUnknown => {
+                " (the client refused this certificate: a node whose agent.toml pins \
+                 another org_cert_sha256 or org_ca)"
+            }
+            A::CertificateExpired => {
+                " (the client finds this certificate expired or not yet valid: \
+                 a node's clock, on the org_ca path?)"
+            }
+            A::BadCertificate => {
+                " (the client refused this certificate: not valid for the name \
+                 it connected to?)"
+            }
+            A::UnknownCA => " (the client does not trust the certificate's issuer)",
+            _ => "",
+        },
+        _ => "",
+    }
 }
 
 type Step = fn(&Org, &[u8]) -> Result<Vec<u8>, ExchangeError>;
@@ -213,5 +277,29 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod handshake_log_tests {
+    use super::refusal_hint;
+
+    fn alert(a: rustls::AlertDescription) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(a),
+        )
+    }
+
+    #[test]
+    fn a_refused_certificate_is_explained_in_the_org_log() {
+        use rustls::AlertDescription as A;
+        assert!(refusal_hint(&alert(A::CertificateUnknown)).contains("pins another"));
+        assert!(refusal_hint(&alert(A::CertificateExpired)).contains("clock"));
+        assert!(refusal_hint(&alert(A::BadCertificate)).contains("name"));
+        assert!(refusal_hint(&alert(A::UnknownCA)).contains("issuer"));
+        assert_eq!(refusal_hint(&alert(A::HandshakeFailure)), "");
+        let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "tls handshake eof");
+        assert_eq!(refusal_hint(&eof), "");
     }
 }

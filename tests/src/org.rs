@@ -35,6 +35,9 @@ pub struct TestOrg {
     pub bin: PathBuf,
     pub dir: PathBuf,
     pub port: u16,
+    /// SHA-256 of the org's TLS certificate when it serves https
+    /// ([`TestOrg::start_tls`], [`TestOrg::start_tls_files`]).
+    pub tls_fingerprint: Option<String>,
     server: Child,
 }
 
@@ -42,11 +45,76 @@ impl TestOrg {
     /// `fortros-org init` in `dir`, auto-approval on (no operator in a
     /// test), then `serve` on a free loopback port, logging to `dir`.
     pub fn start(dir: &Path) -> TestOrg {
+        Self::start_with(dir, &["init"], None)
+    }
+
+    /// Like [`TestOrg::start`], but `init --tls-self-signed HOST`: the
+    /// server speaks https with a self-signed certificate naming `host`
+    /// (`10.0.2.2` for a QEMU guest), and `tls_fingerprint` is set (what
+    /// `init` printed, checked against what `serve` announces). Returns
+    /// once the server accepts connections.
+    pub fn start_tls(dir: &Path, host: &str) -> TestOrg {
+        let org = Self::start_with(dir, &["init", "--tls-self-signed", host], None);
+        let printed = org
+            .tls_fingerprint
+            .clone()
+            .expect("init --tls-self-signed printed no fingerprint");
+        assert_eq!(org.served_fingerprint(), printed, "init and serve disagree");
+        org
+    }
+
+    /// Like [`TestOrg::start`], serving https with this certificate chain
+    /// and key (PEM; written as the org's `tls_cert` / `tls_key`);
+    /// `tls_fingerprint` is what `serve` announces. Returns once the
+    /// server accepts connections.
+    pub fn start_tls_files(dir: &Path, chain_pem: &str, key_pem: &str) -> TestOrg {
+        let mut org = Self::start_with(dir, &["init"], Some((chain_pem, key_pem)));
+        org.tls_fingerprint = Some(org.served_fingerprint());
+        org
+    }
+
+    /// Waits until the server listens, then returns the certificate
+    /// SHA-256 its log announces (`TLS certificate SHA-256 <hex> ...`).
+    fn served_fingerprint(&self) -> String {
+        self.wait_listening();
+        let err = self.dir.join("org.err");
+        for _ in 0..100 {
+            let said = std::fs::read_to_string(&err).unwrap_or_default();
+            let found = said.lines().find_map(|l| {
+                l.strip_prefix("fortros-org: TLS certificate SHA-256 ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .map(str::to_string)
+            });
+            if let Some(f) = found {
+                return f;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "serve announced no TLS certificate: {}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        );
+    }
+
+    /// `init` with these arguments, auto-approval, the TLS files when
+    /// given (chain, key), then `serve`.
+    fn start_with(dir: &Path, init: &[&str], tls_files: Option<(&str, &str)>) -> TestOrg {
         let bin = org_bin();
         std::fs::create_dir_all(dir).expect("create the org folder");
-        run_cli(&bin, dir, &["init"]);
+        let said = run_cli(&bin, dir, init);
+        // "TLS certificate SHA-256: <hex>  (agent.toml [org]: org_cert_sha256)"
+        let tls_fingerprint = said.lines().find_map(|l| {
+            l.strip_prefix("TLS certificate SHA-256:")
+                .and_then(|rest| rest.split_whitespace().next())
+                .map(str::to_string)
+        });
         let toml_path = dir.join("org.toml");
-        let toml = std::fs::read_to_string(&toml_path).expect("org.toml written by init");
+        let mut toml = std::fs::read_to_string(&toml_path).expect("org.toml written by init");
+        if let Some((chain, key)) = tls_files {
+            std::fs::write(dir.join("tls-cert.pem"), chain).expect("write tls-cert.pem");
+            std::fs::write(dir.join("tls-key.pem"), key).expect("write tls-key.pem");
+            toml.push_str("\ntls_cert = \"tls-cert.pem\"\ntls_key = \"tls-key.pem\"\n");
+        }
         std::fs::write(
             &toml_path,
             toml.replace("auto_approve = false", "auto_approve = true"),
@@ -61,13 +129,32 @@ impl TestOrg {
             bin,
             dir: dir.to_path_buf(),
             port,
+            tls_fingerprint,
             server,
         }
     }
 
     /// The URL a QEMU guest with user networking uses.
     pub fn guest_url(&self) -> String {
-        format!("http://10.0.2.2:{}", self.port)
+        let scheme = if self.tls_fingerprint.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://10.0.2.2:{}", self.port)
+    }
+
+    /// Waits (up to 60 s) until the server's port accepts connections;
+    /// panics with its log if it exited or never listened.
+    pub fn wait_listening(&self) {
+        for _ in 0..600 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let err = std::fs::read_to_string(self.dir.join("org.err")).unwrap_or_default();
+        panic!("fortros-org serve never listened on {}: {err}", self.port);
     }
 
     /// The org's public key (hex) as `init` wrote it.

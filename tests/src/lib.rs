@@ -11,6 +11,7 @@ use fortros_meiemu::amt::remote::Qmp;
 use fortros_meiemu::amt::state::StateFile;
 use fortros_meiemu::amt::{AmtEvent, AmtModel};
 pub mod cut;
+pub mod host;
 pub mod org;
 pub mod qemu;
 
@@ -24,6 +25,12 @@ use std::sync::{Mutex, OnceLock};
 /// The `[[modules]]` of the QEMU test node's agent.toml (virtio, block2mtd
 /// for the SPI image), shared with scripts/lib-node.sh.
 pub const NODE_MODULES: &str = include_str!("../../initramfs/node-modules.toml");
+
+/// SHA-256 in lowercase hex, as the agent and the org print it.
+pub fn sha_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}
 
 /// The checkout root.
 pub fn root() -> PathBuf {

@@ -2,32 +2,12 @@
 //! folder, the server on a loopback port (10.0.2.2 from a QEMU guest with
 //! user networking), and the operator CLI.
 
-use crate::{root, work};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
-/// The org binary, built in its own target folder (`cargo test` holds the
-/// lock on the workspace's).
+/// The org binary, built for the host ([`crate::host::host_bin`]).
 pub fn org_bin() -> PathBuf {
-    let target = std::env::var_os("FORTROS_HOST_TARGET")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| work().join("target-host"));
-    let st = Command::new("cargo")
-        .current_dir(root())
-        .env("CARGO_TARGET_DIR", &target)
-        .args([
-            "build",
-            "--quiet",
-            "--locked",
-            "-p",
-            "fortros-org",
-            "--bin",
-            "fortros-org",
-        ])
-        .status()
-        .expect("run cargo build");
-    assert!(st.success(), "building fortros-org failed");
-    target.join("debug/fortros-org")
+    crate::host::host_bin("fortros-org", "fortros-org")
 }
 
 /// An org folder with a running server; the server stops when dropped.

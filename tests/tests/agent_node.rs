@@ -6,18 +6,14 @@
 //! it with scripts/run-node; the guest prints `NODE-RESULT key value` lines
 //! (the CLI test) or the agent's own log lines on the serial console.
 
+use fortros_e2e::sha_hex;
 use fortros_e2e::{
     agent_initramfs, build_initramfs, fresh_dir, kexec_target, node_available, root,
 };
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const SIZE: usize = 1 << 20;
-
-fn sha_hex(b: &[u8]) -> String {
-    hex::encode(Sha256::digest(b))
-}
 
 fn pseudo_random(n: usize, mut x: u32) -> Vec<u8> {
     (0..n)

@@ -13,18 +13,14 @@
 
 use fortros_e2e::org::TestOrg;
 use fortros_e2e::qemu::{qmp, wait_for, waiting_os, KilledGroup, OS_BOOTED};
+use fortros_e2e::sha_hex;
 use fortros_e2e::NODE_MODULES;
 use fortros_e2e::{agent_initramfs, fresh_dir, kexec_target, node_available, root};
 use fortros_testkit::synth::descriptor::{full_image_with_me, DescriptorBuilder};
 use fortros_testkit::synth::me;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn sha_hex(b: &[u8]) -> String {
-    hex::encode(Sha256::digest(b))
-}
 
 fn dir(name: &str) -> PathBuf {
     fresh_dir("e2e-enroll", name)

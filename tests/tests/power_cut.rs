@@ -28,14 +28,14 @@
 //!    journal; the image is neutralized, nothing more to write.
 
 use fortros_e2e::cut::{run_node_command, RunningNode};
+use fortros_e2e::host::{agent_bin, host_neutralize, unlock_host_master};
 use fortros_e2e::org::{console_json, TestOrg};
-use fortros_e2e::{agent_initramfs, fresh_dir, node_available, root, work, NODE_MODULES};
+use fortros_e2e::sha_hex;
+use fortros_e2e::{agent_initramfs, fresh_dir, node_available, NODE_MODULES};
 use fortros_testkit::corpus::Corpus;
 use fortros_testkit::synth::descriptor::{full_image_with_me, DescriptorBuilder};
 use fortros_testkit::synth::me::gen3_stock;
-use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 const BLOCK: usize = 4096;
@@ -48,55 +48,6 @@ const APPEND: &str = "FORTROS_MTD_ALLOW_RAM=1";
 const SLOW_CHIP_BPS: u64 = 256;
 /// A boot under TCG on a loaded 2-core host: minutes, not seconds.
 const BOOT_LIMIT: Duration = Duration::from_secs(540);
-
-fn sha_hex(b: &[u8]) -> String {
-    hex::encode(Sha256::digest(b))
-}
-
-/// The agent's CLI built for the host (the same code as the guest's).
-fn agent_bin() -> PathBuf {
-    let target = std::env::var_os("FORTROS_HOST_TARGET")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| work().join("target-host"));
-    let st = Command::new("cargo")
-        .current_dir(root())
-        .env("CARGO_TARGET_DIR", &target)
-        .args([
-            "build",
-            "--quiet",
-            "--locked",
-            "-p",
-            "fortros-agent",
-            "--bin",
-            "fortros-agent",
-        ])
-        .status()
-        .expect("run cargo build");
-    assert!(st.success(), "building fortros-agent failed");
-    target.join("debug/fortros-agent")
-}
-
-/// `fortros-agent neutralize IN -o OUT --mode MODE` on the host.
-fn host_neutralize(agent: &Path, d: &Path, input: &[u8], mode: &str) -> Vec<u8> {
-    let inp = d.join("host-in.bin");
-    let out = d.join("host-out.bin");
-    std::fs::write(&inp, input).unwrap();
-    let _ = std::fs::remove_file(&out);
-    let o = Command::new(agent)
-        .arg("neutralize")
-        .arg(&inp)
-        .arg("-o")
-        .arg(&out)
-        .args(["--mode", mode])
-        .output()
-        .expect("run fortros-agent neutralize");
-    assert!(
-        o.status.success(),
-        "host neutralize --mode {mode}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    std::fs::read(&out).unwrap()
-}
 
 /// The node's config: the org, the flash as /dev/mtd0, the journal in TPM
 /// NV (digests only: recovery needs the org's backup), DHCP; failures stop
@@ -449,14 +400,6 @@ fn power_cut_mid_write_is_recovered_from_the_org_backup() {
         org_log(&d)
     );
     assert!(!console.contains("FAILED:"), "console:\n{console}");
-}
-
-/// Sets FLMSTR1 (the host's access) to read/write everything, as an
-/// unlocked descriptor has it. FLMAP1 (0x18) bits 7:0 give FMBA / 16.
-fn unlock_host_master(image: &mut [u8]) {
-    let flmap1 = u32::from_le_bytes(image[0x18..0x1C].try_into().unwrap());
-    let fmba = ((flmap1 & 0xFF) << 4) as usize;
-    image[fmba..fmba + 4].copy_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
 }
 
 /// The same cut on the assembled CSME 11 image (x210) when the corpus is

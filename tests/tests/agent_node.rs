@@ -193,6 +193,60 @@ fn agent_as_pid1_loads_modules_and_measures_the_flash() {
     assert!(std::fs::read(&spi).unwrap() == img, "flash untouched");
 }
 
+/// A node whose kernel exposes no MTD for its flash (Debian's lack
+/// spi-intel): the agent as PID 1 reads it through flashrom, this machine's
+/// binary with the libraries it links, added by `build-initramfs
+/// --flashrom`. The chip is flashrom's `dummy` programmer emulating a
+/// 16 MiB W25Q128FV backed by a file in the initramfs.
+#[test]
+fn agent_as_pid1_reads_the_flash_through_flashrom() {
+    let name = "agent_as_pid1_reads_the_flash_through_flashrom";
+    if !node_available(name) {
+        return;
+    }
+    let d = dir("pid1-flashrom");
+    let mut img = fortros_testkit::synth::sample_full_image();
+    img.resize(16 << 20, 0xFF);
+    let chip = d.join("chip.bin");
+    std::fs::write(&chip, &img).unwrap();
+    let programmer = "dummy:emulate=W25Q128FV,image=/flash/chip.bin";
+    let cfg = d.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "mode = \"measure-only\"\n\n[org]\nurl = \"http://10.0.2.2:18080\"\n\
+             public_key = \"d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a\"\n\n\
+             [flash]\ndevice = \"flashrom:{programmer}\"\n"
+        ),
+    )
+    .unwrap();
+    let initrd = d.join("initrd.cpio.gz");
+    build_initramfs(
+        &initrd,
+        &[
+            "--agent-init",
+            "--flashrom",
+            "--file",
+            cfg.to_str().unwrap(),
+            "/etc/fortros/agent.toml",
+            "--file",
+            chip.to_str().unwrap(),
+            "/flash/chip.bin",
+        ],
+    );
+    let (ok, console) = run_node(&initrd, &d.join("out"), None, "");
+    assert!(ok, "QEMU failed; console:\n{console}");
+    assert!(
+        console.contains(&format!("flashrom {programmer}: chip of 0x1000000 bytes")),
+        "console:\n{console}"
+    );
+    assert!(
+        console.contains(&format!("FORTROS-FLASH-SHA256={}", sha_hex(&img))),
+        "the agent's digest through flashrom equals the chip file's; console:\n{console}"
+    );
+    assert!(!console.contains("FAILED:"), "console:\n{console}");
+}
+
 #[test]
 fn agent_as_pid1_with_stop_policy_does_not_boot_the_os() {
     if !node_available("agent_as_pid1_with_stop_policy_does_not_boot_the_os") {

@@ -14,9 +14,8 @@
 //! thread reads the TPM's control socket synchronously and the whole guest
 //! freezes; the agent has a pause knob for that moment instead.)
 
+use crate::qemu::Qmp;
 use crate::root;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -181,55 +180,5 @@ impl Drop for RunningNode {
     fn drop(&mut self) {
         // A failing test must not leave QEMU (and swtpm) running.
         self.force_kill();
-    }
-}
-
-/// A minimal QMP client: one JSON object a line.
-struct Qmp {
-    w: UnixStream,
-    r: BufReader<UnixStream>,
-}
-
-impl Qmp {
-    fn connect(path: &Path) -> std::io::Result<Qmp> {
-        let s = UnixStream::connect(path)?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        let w = s.try_clone()?;
-        let mut q = Qmp {
-            w,
-            r: BufReader::new(s),
-        };
-        let greeting = q.line()?;
-        if !greeting.contains("\"QMP\"") {
-            return Err(std::io::Error::other(format!("not QMP: {greeting}")));
-        }
-        q.execute("qmp_capabilities", serde_json::json!({}));
-        Ok(q)
-    }
-
-    fn line(&mut self) -> std::io::Result<String> {
-        let mut l = String::new();
-        if self.r.read_line(&mut l)? == 0 {
-            return Err(std::io::Error::other("QMP closed"));
-        }
-        Ok(l)
-    }
-
-    /// Runs a command; panics on an error reply; returns `return`.
-    fn execute(&mut self, cmd: &str, args: serde_json::Value) -> serde_json::Value {
-        let req = serde_json::json!({"execute": cmd, "arguments": args});
-        writeln!(self.w, "{req}").expect("write to QMP");
-        loop {
-            let l = self.line().expect("read from QMP");
-            let v: serde_json::Value =
-                serde_json::from_str(&l).unwrap_or_else(|e| panic!("QMP reply {l}: {e}"));
-            if v.get("event").is_some() {
-                continue;
-            }
-            if let Some(e) = v.get("error") {
-                panic!("QMP {cmd} {req}: {e}");
-            }
-            return v["return"].clone();
-        }
     }
 }

@@ -150,6 +150,22 @@ impl TestOrg {
         run_cli(&self.bin, &self.dir, args)
     }
 
+    /// The org's copy of a node's backup whose SHA-256 is `sha`, fetched
+    /// with `nodes backup` into `file`.
+    pub fn backup(&self, node: u64, sha: &str, file: &Path) -> Vec<u8> {
+        let path = file.to_str().expect("a UTF-8 path");
+        self.cli(&[
+            "nodes",
+            "backup",
+            &node.to_string(),
+            "-o",
+            path,
+            "--sha256",
+            sha,
+        ]);
+        std::fs::read(file).expect("read the fetched backup")
+    }
+
     /// An operator command's `--json` output.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.cli(args);

@@ -65,19 +65,9 @@ impl Drop for KilledGroup {
 /// Sends one QMP command (`system_reset`, `quit`) to QEMU's monitor socket;
 /// a monitor that is already gone is not an error.
 pub fn qmp(sock: &Path, command: &str) {
-    let Ok(s) = UnixStream::connect(sock) else {
-        return;
-    };
-    let Ok(mut w) = s.try_clone() else {
-        return;
-    };
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    let _ = r.read_line(&mut line);
-    let _ = w.write_all(b"{\"execute\":\"qmp_capabilities\"}\n");
-    let _ = r.read_line(&mut line);
-    let _ = w.write_all(format!("{{\"execute\":\"{command}\"}}\n").as_bytes());
-    let _ = r.read_line(&mut line);
+    if let Ok(mut q) = Qmp::connect(sock) {
+        let _ = q.send(command);
+    }
 }
 
 /// Waits until `path` holds `what` at least `count` times; returns the text.
@@ -94,5 +84,63 @@ pub fn wait_for(path: &Path, what: &str, count: usize, limit: Duration) -> Strin
             "{what:?} x{count} not seen in {limit:?}; console:\n{text}"
         );
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A minimal QMP client: one JSON object a line.
+pub struct Qmp {
+    w: UnixStream,
+    r: BufReader<UnixStream>,
+}
+
+impl Qmp {
+    /// Connects and leaves the greeting and capabilities negotiation done.
+    pub fn connect(path: &Path) -> std::io::Result<Qmp> {
+        let s = UnixStream::connect(path)?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let w = s.try_clone()?;
+        let mut q = Qmp {
+            w,
+            r: BufReader::new(s),
+        };
+        let greeting = q.line()?;
+        if !greeting.contains("\"QMP\"") {
+            return Err(std::io::Error::other(format!("not QMP: {greeting}")));
+        }
+        q.execute("qmp_capabilities", serde_json::json!({}));
+        Ok(q)
+    }
+
+    fn line(&mut self) -> std::io::Result<String> {
+        let mut l = String::new();
+        if self.r.read_line(&mut l)? == 0 {
+            return Err(std::io::Error::other("QMP closed"));
+        }
+        Ok(l)
+    }
+
+    /// Sends a command and reads one reply line, whatever it says (`quit`
+    /// may close the monitor before or after its reply).
+    pub fn send(&mut self, cmd: &str) -> std::io::Result<String> {
+        writeln!(self.w, "{}", serde_json::json!({"execute": cmd}))?;
+        self.line()
+    }
+
+    /// Runs a command; panics on an error reply; returns `return`.
+    pub fn execute(&mut self, cmd: &str, args: serde_json::Value) -> serde_json::Value {
+        let req = serde_json::json!({"execute": cmd, "arguments": args});
+        writeln!(self.w, "{req}").expect("write to QMP");
+        loop {
+            let l = self.line().expect("read from QMP");
+            let v: serde_json::Value =
+                serde_json::from_str(&l).unwrap_or_else(|e| panic!("QMP reply {l}: {e}"));
+            if v.get("event").is_some() {
+                continue;
+            }
+            if let Some(e) = v.get("error") {
+                panic!("QMP {cmd} {req}: {e}");
+            }
+            return v["return"].clone();
+        }
     }
 }

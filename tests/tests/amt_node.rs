@@ -19,6 +19,7 @@
 //! searched for the plaintext password (which the test recovers from the
 //! org's database with the org's key): it is nowhere.
 
+use fortros_e2e::cut::run_node_command;
 use fortros_e2e::org::org_bin;
 use fortros_e2e::qemu::{qmp, wait_for, waiting_os, KilledGroup, OS_BOOTED};
 use fortros_e2e::NODE_MODULES;
@@ -71,22 +72,18 @@ fn run_node(
     scenario: &str,
     state: &Path,
 ) -> Command {
-    let mut c = Command::new(root().join("scripts/run-node"));
-    c.arg("--initrd")
-        .arg(initrd)
-        .arg("--out")
-        .arg(out)
-        .args(["--timeout", "600", "--net"])
-        .arg("--spi")
-        .arg(spi)
-        .arg("--tpm")
-        .arg(tpm)
-        .arg("--mei-scenario")
+    let mut c = run_node_command(
+        initrd,
+        out,
+        spi,
+        tpm,
+        600,
+        "no_timer_check FORTROS_MTD_ALLOW_RAM=1",
+    );
+    c.arg("--mei-scenario")
         .arg(root().join("qemu/scenarios").join(scenario))
         .arg("--amt-state")
-        .arg(state)
-        .arg("--append")
-        .arg("no_timer_check FORTROS_MTD_ALLOW_RAM=1");
+        .arg(state);
     c
 }
 

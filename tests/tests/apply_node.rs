@@ -18,16 +18,16 @@
 //! 6. with the corpus present: the same strip on the assembled CSME 11
 //!    image (x210), its descriptor unlocked in memory (never committed).
 
+use fortros_e2e::cut::run_node_command;
 use fortros_e2e::host::{agent_bin, host_neutralize, unlock_host_master};
 use fortros_e2e::org::{console_json, TestOrg};
 use fortros_e2e::sha_hex;
 use fortros_e2e::NODE_MODULES;
-use fortros_e2e::{agent_initramfs, fresh_dir, node_available, root};
+use fortros_e2e::{agent_initramfs, fresh_dir, node_available};
 use fortros_testkit::corpus::Corpus;
 use fortros_testkit::synth::descriptor::{full_image_with_me, DescriptorBuilder};
 use fortros_testkit::synth::me::gen3_stock;
 use std::path::Path;
-use std::process::Command;
 
 const BLOCK: usize = 4096;
 
@@ -42,22 +42,16 @@ fn diff_blocks(a: &[u8], b: &[u8]) -> Vec<u64> {
 }
 
 fn boot(initrd: &Path, out: &Path, spi: &Path, tpm: &Path) -> String {
-    let st = Command::new(root().join("scripts/run-node"))
-        .arg("--initrd")
-        .arg(initrd)
-        .arg("--out")
-        .arg(out)
-        .arg("--timeout")
-        .arg("400")
-        .arg("--spi")
-        .arg(spi)
-        .arg("--tpm")
-        .arg(tpm)
-        .arg("--net")
-        .arg("--append")
-        .arg("no_timer_check FORTROS_MTD_ALLOW_RAM=1")
-        .status()
-        .expect("run scripts/run-node");
+    let st = run_node_command(
+        initrd,
+        out,
+        spi,
+        tpm,
+        400,
+        "no_timer_check FORTROS_MTD_ALLOW_RAM=1",
+    )
+    .status()
+    .expect("run scripts/run-node");
     let console = std::fs::read_to_string(out.join("console.log")).unwrap_or_default();
     assert!(st.success(), "QEMU failed; console:\n{console}");
     console
@@ -117,21 +111,6 @@ fn assert_written(console: &str, spi: &Path, before: &[u8], expected: &[u8]) {
         "{actions}"
     );
     assert!(!console.contains("FAILED:"), "console:\n{console}");
-}
-
-/// The org's copy of a backup, fetched with the operator CLI.
-fn org_backup(org: &TestOrg, d: &Path, node: u64, sha: &str) -> Vec<u8> {
-    let f = d.join("backup.bin");
-    org.cli(&[
-        "nodes",
-        "backup",
-        &node.to_string(),
-        "-o",
-        f.to_str().unwrap(),
-        "--sha256",
-        sha,
-    ]);
-    std::fs::read(f).unwrap()
 }
 
 fn image_state(console: &str) -> String {
@@ -223,7 +202,7 @@ fn neutralize_policy_writes_the_node_flash_safely() {
     assert_written(&console, &spi, &synth, &stage1);
     assert_eq!(diff_blocks(&synth, &stage1), vec![0], "the strap block");
     assert!(
-        org_backup(&org, &d, node, &sha_hex(&synth)) == synth,
+        org.backup(node, &sha_hex(&synth), &d.join("backup.bin")) == synth,
         "the org serves the original image back"
     );
 
@@ -241,7 +220,7 @@ fn neutralize_policy_writes_the_node_flash_safely() {
     let console = boot(&initrd, &d.join("boot4"), &spi, &tpm);
     assert_eq!(image_state(&console), "disable_bit_set");
     assert_written(&console, &spi, &stage1, &stage2);
-    assert!(org_backup(&org, &d, node, &sha_hex(&stage1)) == stage1);
+    assert!(org.backup(node, &sha_hex(&stage1), &d.join("backup.bin")) == stage1);
 
     // 5. Nothing left to do.
     let console = boot(&initrd, &d.join("boot5"), &spi, &tpm);

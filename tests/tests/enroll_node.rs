@@ -11,6 +11,7 @@
 //! original image went back onto the flash: the same node again, and the
 //! org's diff shows the flash change.
 
+use fortros_e2e::cut::run_node_command;
 use fortros_e2e::org::TestOrg;
 use fortros_e2e::qemu::{qmp, wait_for, waiting_os, KilledGroup, OS_BOOTED};
 use fortros_e2e::sha_hex;
@@ -28,20 +29,16 @@ fn dir(name: &str) -> PathBuf {
 
 /// One boot's QEMU (not started yet): the emulated ME from `scenario`.
 fn run_node(initrd: &Path, out: &Path, spi: &Path, tpm: &Path, scenario: &str) -> Command {
-    let mut c = Command::new(root().join("scripts/run-node"));
-    c.arg("--initrd")
-        .arg(initrd)
-        .arg("--out")
-        .arg(out)
-        .args(["--timeout", "400", "--net"])
-        .arg("--spi")
-        .arg(spi)
-        .arg("--tpm")
-        .arg(tpm)
-        .arg("--mei-scenario")
-        .arg(root().join(format!("qemu/scenarios/{scenario}.toml")))
-        .arg("--append")
-        .arg("no_timer_check FORTROS_MTD_ALLOW_RAM=1");
+    let mut c = run_node_command(
+        initrd,
+        out,
+        spi,
+        tpm,
+        400,
+        "no_timer_check FORTROS_MTD_ALLOW_RAM=1",
+    );
+    c.arg("--mei-scenario")
+        .arg(root().join(format!("qemu/scenarios/{scenario}.toml")));
     c
 }
 

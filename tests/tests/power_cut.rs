@@ -144,21 +144,6 @@ fn boot(initrd: &Path, out: &Path, spi: &Path, tpm: &Path) -> String {
     console
 }
 
-/// The org's copy of a backup, fetched with the operator CLI.
-fn org_backup(org: &TestOrg, d: &Path, node: u64, sha: &str) -> Vec<u8> {
-    let f = d.join("backup.bin");
-    org.cli(&[
-        "nodes",
-        "backup",
-        &node.to_string(),
-        "-o",
-        f.to_str().unwrap(),
-        "--sha256",
-        sha,
-    ]);
-    std::fs::read(f).unwrap()
-}
-
 fn org_log(d: &Path) -> String {
     std::fs::read_to_string(d.join("org/org.err")).unwrap_or_default()
         + &std::fs::read_to_string(d.join("org/org.log")).unwrap_or_default()
@@ -352,7 +337,7 @@ fn power_cut_mid_write_is_recovered_from_the_org_backup() {
         "{actions}"
     );
     assert!(
-        org_backup(&org, &d, node, &sha_hex(&original)) == original,
+        org.backup(node, &sha_hex(&original), &d.join("backup.bin")) == original,
         "nothing lost: the org still holds the original"
     );
     println!("power cut: boot 3 restored and re-applied; host file = expected");
@@ -491,7 +476,7 @@ fn power_cut_on_the_x210_image_with_many_runs() {
         "the host file equals the host's strip of x210"
     );
     assert!(
-        org_backup(&org, &d, node, &sha_hex(&original)) == original,
+        org.backup(node, &sha_hex(&original), &d.join("backup.bin")) == original,
         "nothing lost: the org still holds the original"
     );
     // Corpus-derived bytes stay out of the repository and out of .work.

@@ -261,15 +261,7 @@ fn enroll(
     report: &mut Report,
     live: &crate::hw::mei::probe::LiveMe,
 ) -> Result<(String, Option<u64>, Option<u64>), String> {
-    let key = VerifyingKey::from_bytes(&ctx.config.org.public_key_bytes())
-        .map_err(|e| format!("org public key: {e}"))?;
-    let trust = ctx
-        .config
-        .org
-        .trust()
-        .map_err(|e| format!("org TLS: {e}"))?;
-    let client = EnrollClient::with_trust(&ctx.config.org.url, key, &trust)
-        .map_err(|e| format!("enroll: {e}"))?;
+    let client = org_client(&ctx.config)?;
     let transport =
         DeviceTransport::open(TPM_DEVICE).map_err(|e| format!("TPM {TPM_DEVICE}: {e}"))?;
     let mut tpm = TpmAttester::new(Tpm::new(transport))?;
@@ -347,6 +339,15 @@ fn enroll(
     ))
 }
 
+/// The client of the configured org: its public key, and its TLS pins
+/// for an https URL (both enrollment and the backup fetch go through it).
+fn org_client(config: &super::config::Config) -> Result<EnrollClient, String> {
+    let key = VerifyingKey::from_bytes(&config.org.public_key_bytes())
+        .map_err(|e| format!("org public key: {e}"))?;
+    let trust = config.org.trust().map_err(|e| format!("org TLS: {e}"))?;
+    EnrollClient::with_trust(&config.org.url, key, &trust).map_err(|e| format!("enroll: {e}"))
+}
+
 /// Runs `f` with the org as the source of the original image of an
 /// interrupted write (a digest-only journal): `POST /v1/backup/fetch` with a
 /// quote over a fresh-nonce report, as the node's own AK. `image` is the
@@ -359,12 +360,10 @@ pub fn with_org_backup<R>(
     if config.network.is_none() {
         return Err("no [network] in the config: the org is unreachable".into());
     }
-    let key = VerifyingKey::from_bytes(&config.org.public_key_bytes())
-        .map_err(|e| format!("org public key: {e}"))?;
+    let client = org_client(config)?;
     let transport =
         DeviceTransport::open(TPM_DEVICE).map_err(|e| format!("TPM {TPM_DEVICE}: {e}"))?;
     let mut tpm = TpmAttester::new(Tpm::new(transport))?;
-    let client = EnrollClient::new(&config.org.url, key);
     let report = Report {
         format: REPORT_FORMAT,
         node: NodeIdentity {
@@ -546,6 +545,27 @@ mod tests {
             }
         );
         Config::parse(&text, "agent.toml").unwrap()
+    }
+
+    /// The backup fetch after an interrupted write uses the same client as
+    /// enrollment: an https org is reached with its pins, not refused as
+    /// unpinned (it was, before both went through `org_client`).
+    #[test]
+    fn the_backup_fetch_reaches_an_https_org_with_its_pins() {
+        let text = format!(
+            "[org]\nurl = \"https://127.0.0.1:1\"\npublic_key = \"{}\"\norg_cert_sha256 = \"{}\"\n",
+            // RFC 8032 test 1's public key: a valid Ed25519 point.
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+            "cd".repeat(32)
+        );
+        let config = Config::parse(&text, "agent.toml").unwrap();
+        let err = org_client(&config)
+            .unwrap()
+            .nonce()
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("needs the org certificate pinned"), "{err}");
+        assert!(err.contains("connect to 127.0.0.1:1"), "{err}");
     }
 
     #[test]
